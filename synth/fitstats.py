@@ -1,0 +1,116 @@
+"""FitStats: the data-dependent choices of the compiler, computed once from training records.
+
+Kept separate from the model config so that a manifest rebuilds the same module tree
+without the data (STYLE.md b, compiler.py). Keys are type-level field keys,
+`<message full name>.<field>`, so that recursive levels of one type share them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+from google.protobuf.message import Message
+
+from synth.schema.tree import FLOAT_TYPES, INT_TYPES
+
+JOINT = "#floats"
+
+
+@dataclass
+class FitStats:
+    n_records: int = 0
+    int_values: dict[str, list[int]] = field(default_factory=dict)  # distinct values, if few
+    string_max_len: dict[str, int] = field(default_factory=dict)  # bytes
+    seq_max_len: dict[str, int] = field(default_factory=dict)
+    scalar_mean: dict[str, list[float]] = field(default_factory=dict)
+    scalar_cov: dict[str, list[list[float]]] = field(default_factory=dict)
+
+
+class _Collector:
+    def __init__(self, int_cap: int):
+        self.int_cap = int_cap
+        self.ints: dict[str, set | None] = {}
+        self.strings: dict[str, int] = {}
+        self.seqs: dict[str, int] = {}
+        self.scalars: dict[str, list[list[float]]] = {}
+
+    def value(self, key: str, ftype: str, v: Any) -> None:
+        if ftype in INT_TYPES or ftype == "enum" or ftype == "bool":
+            seen = self.ints.setdefault(key, set())
+            if seen is not None:
+                seen.add(int(v))
+                if len(seen) > self.int_cap:
+                    self.ints[key] = None  # too many distinct values: a number, not a category
+            self.scalars.setdefault(key, []).append([float(v)])
+        elif ftype in ("string", "bytes"):
+            n = len(v.encode("utf-8")) if isinstance(v, str) else len(v)
+            self.strings[key] = max(self.strings.get(key, 0), n)
+        elif ftype in FLOAT_TYPES:
+            self.scalars.setdefault(key, []).append([float(v)])
+
+    def message(self, msg: Message) -> None:
+        d = msg.DESCRIPTOR
+        joint = []
+        for fd in d.fields:
+            key = f"{d.full_name}.{fd.name}"
+            value = getattr(msg, fd.name)
+            if fd.is_repeated:
+                entries = list(value.items()) if fd.message_type and fd.message_type.GetOptions().map_entry \
+                    else list(value)
+                self.seqs[key] = max(self.seqs.get(key, 0), len(entries))
+                for item in entries:
+                    self.item(fd, item)
+                continue
+            if fd.type == fd.TYPE_MESSAGE:
+                if msg.HasField(fd.name):
+                    self.message(value)
+                continue
+            if fd.has_presence and not msg.HasField(fd.name):
+                continue
+            self.value(key, _type(fd), value)
+            if _type(fd) in FLOAT_TYPES and not fd.has_presence and fd.containing_oneof is None:
+                joint.append(float(value))
+        if joint:
+            self.scalars.setdefault(d.full_name + JOINT, []).append(joint)
+
+    def item(self, fd, item) -> None:
+        mt = fd.message_type
+        if mt is not None and mt.GetOptions().map_entry:
+            k, v = item
+            kf, vf = mt.fields_by_name["key"], mt.fields_by_name["value"]
+            self.value(f"{mt.full_name}.key", _type(kf), k)
+            if vf.type == vf.TYPE_MESSAGE:
+                self.message(v)
+            else:
+                self.value(f"{mt.full_name}.value", _type(vf), v)
+        elif mt is not None:
+            self.message(item)
+        else:
+            self.value(f"{fd.containing_type.full_name}.{fd.name}", _type(fd), item)
+
+
+def _type(fd) -> str:
+    from synth.schema.tree import TYPE_NAMES
+
+    return TYPE_NAMES[fd.type]
+
+
+def fit_stats(messages: Iterable[Message], int_cap: int = 16) -> FitStats:
+    """Walk the records once; `int_cap` is the most distinct values an int may have to be categorical."""
+    c = _Collector(int_cap)
+    n = 0
+    for m in messages:
+        c.message(m)
+        n += 1
+    stats = FitStats(n_records=n)
+    stats.int_values = {k: sorted(v) for k, v in c.ints.items() if v is not None}
+    stats.string_max_len = dict(c.strings)
+    stats.seq_max_len = dict(c.seqs)
+    for key, rows in c.scalars.items():
+        x = np.asarray(rows, dtype=np.float64)
+        if len(x) < 2:
+            continue
+        stats.scalar_mean[key] = x.mean(0).tolist()
+        stats.scalar_cov[key] = np.atleast_2d(np.cov(x.T)).tolist()
+    return stats

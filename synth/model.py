@@ -1,0 +1,225 @@
+"""The user-facing model: records in, records out (DESIGN.md section 2, `Model`).
+
+    model = Model.create("address.proto", "Address", records=train)
+    mu, sigma = model.encode(records)
+    model.sample(10, seed=0)
+
+Wires the layers in order: schema tree -> plan/modules (compiler) -> codec -> VAE.
+Records may be messages of the schema or dicts in the proto3 JSON mapping; results
+are messages of the user's class (`synth.records.to_dict` gives the JSON mapping).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from google.protobuf.message import Message
+
+from synth.codec import Codec
+from synth.compiler import ModelConfig, compile_plan
+from synth.errors import InvalidArgument
+from synth.fitstats import FitStats, fit_stats
+from synth.plan import TupleNode
+from synth.records import to_messages
+from synth.schema.loader import LoadedSchema, load_schema
+from synth.schema.tree import build_tree
+from synth.vae import DecodeOptions, RecordVAE
+
+CHUNK = 1024  # records per forward pass in inference helpers
+
+
+@dataclass
+class LossReport:
+    """Mean loss per record, and its breakdown by field and term (`street/recon`, `kl`, ...)."""
+
+    total: float
+    reconstruction: float
+    skew: float
+    kl: float
+    beta: float
+    terms: dict[str, float]
+
+    def by_field(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for name, v in self.terms.items():
+            path, _, kind = name.rpartition("/")
+            out.setdefault(path or name, {})[kind or name] = v
+        return out
+
+
+class Model:
+    def __init__(self, schema: LoadedSchema, config: ModelConfig = ModelConfig(),
+                 stats: FitStats | None = None):
+        self.schema, self.config = schema, config
+        self.stats = stats or FitStats()
+        self.tree = build_tree(schema.descriptor, config.schema_options())
+        plan, modules = compile_plan(self.tree, config, self.stats)
+        self.plan: TupleNode = plan
+        self.codec = Codec(plan, schema.descriptor)
+        self.vae = RecordVAE(plan, modules, config)
+        self.vae.eval()
+        self.metadata: dict[str, Any] = {}  # training config, summary, metrics: kept in the manifest
+
+    @classmethod
+    def create(cls, source: Any, message: str | None = None, records: Iterable[Any] | None = None,
+               config: ModelConfig | None = None) -> "Model":
+        """Compile `message` of `source` (.proto path/text, class or descriptor) into a fresh model.
+
+        `records` (training data) fix the data-dependent choices: categorical ints,
+        string and list length caps, the initial whitening statistics.
+        """
+        schema = load_schema(source, message)
+        config = config or ModelConfig()
+        stats = fit_stats(to_messages(list(records), schema.message_class), config.int_categorical_max) \
+            if records is not None else FitStats()
+        return cls(schema, config, stats)
+
+    # -- plumbing ---------------------------------------------------------------------
+    @property
+    def message_class(self) -> type[Message]:
+        return self.schema.message_class
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.vae.device
+
+    def to(self, device: str | torch.device) -> "Model":
+        self.vae.to(device)
+        return self
+
+    def messages(self, records: Iterable[Any]) -> list[Message]:
+        return to_messages(list(records), self.message_class)
+
+    def batch(self, records: Iterable[Any]):
+        return self.codec.encode(self.messages(records))
+
+    def generator(self, seed: int | None) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+        return g
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.vae.parameters())
+
+    # -- the API ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, records: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (mu, sigma), each (n, latent_dim), on CPU. sigma is the first level's."""
+        msgs = self.messages(records)
+        mus, sigmas = [], []
+        self.vae.eval()
+        for i in range(0, len(msgs), CHUNK):
+            mu, _ = self.vae.encode(self.codec.encode(msgs[i: i + CHUNK]))
+            mus.append(mu.cpu())
+            sigmas.append(self.vae.sigma(mu).cpu())
+        if not mus:
+            empty = torch.zeros(0, self.latent_dim)
+            return empty, empty.clone()
+        return torch.cat(mus), torch.cat(sigmas)
+
+    @torch.no_grad()
+    def decode(self, z: Any, temperature: float = 1.0, greedy: bool = False,
+               seed: int | None = None, generator: torch.Generator | None = None) -> list[Message]:
+        """Latents (n, latent_dim) -> records. Deterministic with greedy=True or a seed."""
+        z = self._latents(z)
+        g = generator or self.generator(seed)
+        self.vae.eval()
+        out: list[Message] = []
+        for i in range(0, z.shape[0], CHUNK):
+            batch = self.vae.generate(z[i: i + CHUNK].to(self.device), temperature, greedy, g)
+            out += self.codec.decode(batch)
+        return out
+
+    def _latents(self, z: Any) -> torch.Tensor:
+        z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z)
+        if z.dim() == 1:
+            z = z.unsqueeze(0)
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise InvalidArgument(f"latents must have shape (n, {self.latent_dim}), got {tuple(z.shape)}",
+                                  expected=self.latent_dim)
+        if not torch.isfinite(z).all():
+            raise InvalidArgument("latents contain NaN or infinity")
+        return z.float()
+
+    @torch.no_grad()
+    def sample_latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """z ~ N(m, S), the moving mean/covariance of training latents (paper section 2.4)."""
+        if n < 0:
+            raise InvalidArgument(f"n must be >= 0, got {n}")
+        mean, cov = self.vae.latent_distribution()
+        eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+        chol = torch.linalg.cholesky(cov + 1e-6 * eye)
+        eps = torch.randn(n, cov.shape[0], generator=generator, device=self.device, dtype=cov.dtype)
+        return (mean + eps @ chol.T).float()
+
+    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0,
+               greedy: bool = False) -> list[Message]:
+        """n fake records; the same seed gives the same records."""
+        g = self.generator(seed)
+        return self.decode(self.sample_latents(n, g), temperature, greedy, generator=g)
+
+    def reconstruct(self, records: Sequence[Any], greedy: bool = True, seed: int | None = None) -> list[Message]:
+        """decode(encode(records).mu): greedy by default, so the result is deterministic."""
+        mu, _ = self.encode(records)
+        return self.decode(mu, greedy=greedy, seed=seed)
+
+    def interpolate(self, a: Any, b: Any, steps: int = 8, method: str = "linear",
+                    greedy: bool = True, seed: int | None = None) -> tuple[list[Message], torch.Tensor]:
+        """Records along the path between the latents of a and b (inclusive), and the latents."""
+        if steps < 2:
+            raise InvalidArgument(f"steps must be >= 2, got {steps}")
+        mu, _ = self.encode([a, b])
+        t = torch.linspace(0, 1, steps).unsqueeze(1)
+        if method == "linear":
+            z = (1 - t) * mu[0] + t * mu[1]
+        elif method == "slerp":
+            z = slerp(mu[0], mu[1], t)
+        else:
+            raise InvalidArgument(f"method must be 'linear' or 'slerp', not {method!r}")
+        return self.decode(z, greedy=greedy, seed=seed), z
+
+    @torch.no_grad()
+    def loss(self, records: Sequence[Any], beta: float = 1.0, p_truth_tuple: float = 1.0,
+             p_truth_string: float = 1.0, sample_latent: bool = False,
+             seed: int | None = 0) -> LossReport:
+        """Mean VAE loss per record with its breakdown: recon and skew per field, and KL.
+
+        By default the decoder is teacher-forced from mu, so the number is deterministic.
+        """
+        msgs = self.messages(records)
+        if not msgs:
+            raise InvalidArgument("loss needs at least one record")
+        self.vae.eval()
+        g = self.generator(seed)
+        sums: dict[str, float] = {}
+        for i in range(0, len(msgs), CHUNK):
+            opts = DecodeOptions(p_truth_tuple, p_truth_string, sample_latent=sample_latent, generator=g)
+            _, terms = self.vae(self.codec.encode(msgs[i: i + CHUNK]), opts)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.sum())
+        terms = {k: v / len(msgs) for k, v in sums.items()}
+        return summarize(terms, beta)
+
+
+def summarize(terms: dict[str, float], beta: float) -> LossReport:
+    recon = sum(v for k, v in terms.items() if k != "kl" and not k.endswith("/skew"))
+    skew = sum(v for k, v in terms.items() if k.endswith("/skew"))
+    kl = terms.get("kl", 0.0)
+    return LossReport(recon + skew + beta * kl, recon, skew, kl, beta, terms)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation; falls back to linear when a and b are (anti)parallel."""
+    na, nb = a.norm(), b.norm()
+    cos = torch.clamp((a @ b) / (na * nb + 1e-12), -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if float(torch.sin(omega)) < 1e-6:
+        return (1 - t) * a + t * b
+    so = torch.sin(omega)
+    return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b

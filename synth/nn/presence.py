@@ -1,0 +1,38 @@
+"""Presence bit for fields that can be absent (proto2 optional, proto3 `optional`, messages).
+
+Encoder: the child's embedding where present, a learned "absent" embedding elsewhere.
+Decoder: a logit for "present"; the child decodes only the rows predicted (or known)
+present, from the same embedding the parent emitted.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Presence(nn.Module):
+    def __init__(self, dim: int = 128):
+        super().__init__()
+        self.absent = nn.Parameter(torch.zeros(dim))
+        self.head = nn.Linear(dim, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def encode(self, present: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
+        """present (n,) bool, child (n_present, dim) -> (n, dim)."""
+        out = self.absent.expand(present.shape[0], -1).clone()
+        out[present] = child
+        return out
+
+    def loss(self, emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self.head(emb)[:, 0], present.float(), reduction="none")
+
+    @torch.no_grad()
+    def decide(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        logit = self.head(emb)[:, 0]
+        if greedy:
+            return logit > 0
+        p = torch.sigmoid(logit / max(temperature, 1e-6))
+        return torch.rand(p.shape, generator=generator, device=p.device) < p

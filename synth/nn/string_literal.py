@@ -1,0 +1,117 @@
+"""StringLiteral (appendix B.1): a seq-to-seq character RNN over UTF-8 bytes.
+
+Byte-level so that any Unicode string (and any `bytes` value) round-trips with a
+fixed 257-symbol vocabulary (256 bytes + end-of-string). The 16-dim symbol
+embedding is shared by encoder and decoder and initialised U(0, 1).
+
+Batching: the codec hands us every string of every field that shares this module
+in one (N, T) tensor sorted longest first, so step t runs the GRU on the prefix
+slice of the `active[t]` rows still going. `forward` never loops over records.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synth.nn.gru import CeluGRUCell, GRUConfig
+from synth.nn.init import celu_linear, linear
+
+EOS = 256
+VOCAB = 257
+
+
+@dataclass(frozen=True)
+class StringLiteralConfig:
+    dim: int = 128
+    char_dim: int = 16
+
+
+def active_counts(lengths: torch.Tensor, steps: int) -> list[int]:
+    """Rows still running at each step, for lengths sorted descending (one host sync)."""
+    counts = (lengths.unsqueeze(0) > torch.arange(steps, device=lengths.device).unsqueeze(1)).sum(1)
+    return counts.tolist()
+
+
+class StringLiteral(nn.Module):
+    def __init__(self, cfg: StringLiteralConfig = StringLiteralConfig(), gru: GRUConfig = GRUConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(VOCAB, cfg.char_dim)
+        self.enc_cell = CeluGRUCell(cfg.char_dim, cfg.dim, gru)
+        self.enc_out = celu_linear(cfg.dim, cfg.dim, gru.alpha)
+        self.dec_init = celu_linear(cfg.dim, cfg.dim, gru.alpha)
+        self.dec_cell = CeluGRUCell(cfg.char_dim, cfg.dim, gru)
+        self.dec_out = linear(cfg.dim, VOCAB)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.uniform_(self.embed.weight, 0.0, 1.0)
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens (N, T) incl. EOS, sorted by length desc -> embeddings (N, dim)."""
+        n, steps = tokens.shape
+        x = self.embed(tokens)  # (N, T, char_dim)
+        h = x.new_zeros(n, self.cfg.dim)
+        for t, a in enumerate(active_counts(lengths, steps)):
+            if a == 0:
+                break
+            h = torch.cat([self.enc_cell(x[:a, t], h[:a]), h[a:]])
+        return self.enc_out(h)
+
+    def loss(self, emb: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+             p_truth: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Cross-entropy per string (N,), normalised so that each string weighs 1.
+
+        Scheduled sampling: the next input is the ground-truth symbol with probability
+        `p_truth`, else a symbol drawn from the decoder's own softmax.
+        """
+        n, steps = tokens.shape
+        h = self.dec_init(emb)  # (N, dim)
+        logits, targets = [], []
+        for t, a in enumerate(active_counts(lengths, steps)):
+            if a == 0:
+                break
+            if t > 0:
+                h = torch.cat([self.dec_cell(self.embed(prev[:a]), h[:a]), h[a:]])
+            step_logits = self.dec_out(h[:a])  # (a, VOCAB)
+            logits.append(step_logits)
+            targets.append(tokens[:a, t])
+            prev = tokens[:a, t]
+            if p_truth < 1.0:
+                drawn = torch.multinomial(F.softmax(step_logits.detach(), -1), 1, generator=generator)[:, 0]
+                keep = torch.rand(a, device=emb.device, generator=generator) < p_truth
+                prev = torch.where(keep, prev, drawn)
+        ce = F.cross_entropy(torch.cat(logits), torch.cat(targets), reduction="none")
+        rows = torch.cat([torch.arange(len(t), device=emb.device) for t in targets])
+        per_string = emb.new_zeros(n).index_add(0, rows, ce)
+        return per_string / lengths.to(per_string.dtype)
+
+    @torch.no_grad()
+    def generate(self, emb: torch.Tensor, max_len: torch.Tensor, temperature: float = 1.0,
+                 greedy: bool = False, generator: torch.Generator | None = None) -> list[bytes]:
+        """Decode embeddings (N, dim) to byte strings; row i stops at EOS or max_len[i] bytes."""
+        n = emb.shape[0]
+        out = torch.full((n, int(max_len.max().item()) if n else 0), -1, dtype=torch.long)
+        h = self.dec_init(emb)
+        alive = torch.arange(n, device=emb.device)
+        max_len = max_len.to(emb.device)
+        for t in range(out.shape[1] + 1):
+            if alive.numel() == 0:
+                break
+            logits = self.dec_out(h)
+            if greedy:
+                sym = logits.argmax(-1)
+            else:
+                probs = F.softmax(logits / max(temperature, 1e-6), -1)
+                sym = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            go_on = (sym != EOS) & (max_len[alive] > t)
+            alive, sym, h = alive[go_on], sym[go_on], h[go_on]
+            if alive.numel() == 0:
+                break
+            out[alive.cpu(), t] = sym.cpu()
+            h = self.dec_cell(self.embed(sym), h)
+        rows = out.tolist()
+        return [bytes(b for b in r if b >= 0) for r in rows]

@@ -1,0 +1,75 @@
+"""Tuple (appendix B.3): a message, over its children's embeddings.
+
+Encoder: a bidirectional GRU over the children, one distinct cell per child and
+direction (the children are different things), a shared trainable initial state,
+and FC 256 -> 128 over the two final states.
+
+Decoder: FC 128 -> 128 gives the initial state; each child has its own GRU cell
+and FC that emits the child's embedding. The emitted embedding is fed back
+autoregressively; under scheduled sampling the child encoder's embedding (the
+"ground truth") is fed instead with probability p_truth. Fixed children (conditional
+sampling) are always fed their true embedding. The skew loss (emitted vs encoder
+embedding) is computed by the caller, which knows the child's loss weight.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from synth.nn.gru import CeluGRUCell, GRUConfig
+from synth.nn.init import celu_linear
+
+
+def mix(emitted: torch.Tensor, truth: torch.Tensor | None, p_truth: float,
+        generator: torch.Generator | None) -> torch.Tensor:
+    """Scheduled sampling for embeddings: per row, the truth with probability p_truth."""
+    if truth is None or p_truth <= 0.0:
+        return emitted
+    if p_truth >= 1.0:
+        return truth
+    keep = torch.rand(emitted.shape[0], 1, generator=generator, device=emitted.device) < p_truth
+    return torch.where(keep, truth, emitted)
+
+
+class Tuple(nn.Module):
+    def __init__(self, n_children: int, dim: int = 128, gru: GRUConfig = GRUConfig()):
+        super().__init__()
+        self.n_children, self.dim = n_children, dim
+        self.h0 = nn.Parameter(torch.zeros(dim))
+        self.fwd = nn.ModuleList(CeluGRUCell(dim, dim, gru) for _ in range(n_children))
+        self.bwd = nn.ModuleList(CeluGRUCell(dim, dim, gru) for _ in range(n_children))
+        self.enc_out = celu_linear(2 * dim, dim, gru.alpha)
+        self.dec_init = celu_linear(dim, dim, gru.alpha)
+        self.dec_cells = nn.ModuleList(CeluGRUCell(dim, dim, gru) for _ in range(n_children))
+        self.emit = nn.ModuleList(celu_linear(dim, dim, gru.alpha) for _ in range(n_children))
+
+    def encode(self, children: list[torch.Tensor]) -> torch.Tensor:
+        """children: C tensors (n, dim) -> (n, dim)."""
+        n = children[0].shape[0] if children else 0
+        hf = hb = self.h0.expand(n, -1)
+        for i in range(self.n_children):
+            hf = self.fwd[i](children[i], hf)
+        for i in reversed(range(self.n_children)):
+            hb = self.bwd[i](children[i], hb)
+        return self.enc_out(torch.cat([hf, hb], dim=1))
+
+    def decode(self, emb: torch.Tensor, truth: list[torch.Tensor | None] | None = None,
+               p_truth: float = 0.0, fixed: dict[int, torch.Tensor] | None = None,
+               generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """emb (n, dim) -> the C emitted child embeddings (n, dim).
+
+        truth: encoder embeddings per child (training); fixed: child index -> embedding
+        that is always fed back (conditioning), whatever p_truth is.
+        """
+        h = self.dec_init(emb)
+        x = torch.zeros_like(h)
+        out = []
+        for i in range(self.n_children):
+            h = self.dec_cells[i](x, h)
+            e = self.emit[i](h)
+            out.append(e)
+            if fixed and i in fixed:
+                x = fixed[i]
+            else:
+                x = mix(e, truth[i] if truth else None, p_truth, generator)
+        return out
