@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 
 from synth.codec import Codec
 from synth.compiler import ModelConfig, compile_plan
+from synth.condition import parse_where
 from synth.errors import InvalidArgument
 from synth.fitstats import FitStats, fit_stats
 from synth.plan import TupleNode
@@ -158,11 +159,45 @@ class Model:
         eps = torch.randn(n, cov.shape[0], generator=generator, device=self.device, dtype=cov.dtype)
         return (mean + eps @ chol.T).float()
 
-    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0,
-               greedy: bool = False) -> list[Message]:
-        """n fake records; the same seed gives the same records."""
+    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0, greedy: bool = False,
+               where: dict[str, Any] | None = None, candidates: int = 16) -> list[Message]:
+        """n fake records; the same seed gives the same records.
+
+        where: {field path: value} conditions (see synth.condition); every record
+        satisfies them exactly, and the other fields are drawn conditioned on them.
+        """
         g = self.generator(seed)
-        return self.decode(self.sample_latents(n, g), temperature, greedy, generator=g)
+        if not where:
+            return self.decode(self.sample_latents(n, g), temperature, greedy, generator=g)
+        return self._sample_where(n, g, temperature, greedy, where, max(1, candidates))
+
+    @torch.no_grad()
+    def _sample_where(self, n: int, g: torch.Generator, temperature: float, greedy: bool,
+                      where: dict[str, Any], candidates: int) -> list[Message]:
+        cond = parse_where(where, self.plan, self.message_class)
+        fixed = cond.fixed_nodes()
+        self.vae.eval()
+        _, enc = self.vae.encode(self.codec.encode([cond.message]))
+        embeddings = {p: enc[p] for p in fixed}  # (1, D) each
+        out: list[Message] = []
+        per_chunk = max(1, CHUNK // candidates)
+        for start in range(0, n, per_chunk):
+            k = min(per_chunk, n - start)
+            z = self.sample_latents(k * candidates, g)
+            if fixed:
+                ll = self.vae.fixed_loglik(self.codec.encode([cond.message] * (k * candidates)),
+                                           z.to(self.device), fixed)
+                pick = torch.multinomial(torch.softmax(ll.view(k, candidates).double(), 1), 1, generator=g)
+                z = z.view(k, candidates, -1)[torch.arange(k), pick[:, 0].cpu()]
+            else:
+                z = z[:k]
+            batch = self.vae.generate(z.to(self.device), temperature, greedy, g, embeddings,
+                                      cond.forced_presence())
+            records = self.codec.decode(batch)
+            for r in records:
+                cond.apply(r)
+            out += records
+        return out
 
     def reconstruct(self, records: Sequence[Any], greedy: bool = True, seed: int | None = None) -> list[Message]:
         """decode(encode(records).mu): greedy by default, so the result is deterministic."""
@@ -200,7 +235,7 @@ class Model:
         sums: dict[str, float] = {}
         for i in range(0, len(msgs), CHUNK):
             opts = DecodeOptions(p_truth_tuple, p_truth_string, sample_latent=sample_latent, generator=g)
-            _, terms = self.vae(self.codec.encode(msgs[i: i + CHUNK]), opts)
+            terms = self.vae(self.codec.encode(msgs[i: i + CHUNK]), opts).terms
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.sum())
         terms = {k: v / len(msgs) for k, v in sums.items()}

@@ -35,6 +35,15 @@ class DecodeOptions:
     levels: torch.Tensor | None = None  # (B,) std-network index per record (multiscale)
     sample_latent: bool = True  # False: decode from mu (deterministic evaluation)
     generator: torch.Generator | None = None
+    fixed_paths: frozenset[str] = frozenset()  # Tuple children always fed their true embedding
+
+
+@dataclass
+class Forward:
+    z: torch.Tensor
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    terms: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -157,9 +166,8 @@ class RecordVAE(nn.Module):
         return m1, (cov + cov.T) / 2
 
     # -- training forward ------------------------------------------------------------------
-    def forward(self, batch: Batch, opts: DecodeOptions = DecodeOptions()
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """-> sampled z (B, D) and per-record loss terms {name: (B,)}."""
+    def forward(self, batch: Batch, opts: DecodeOptions = DecodeOptions()) -> "Forward":
+        """-> latents (mu, sigma, sampled z; each (B, D)) and per-record loss terms {name: (B,)}."""
         mu, enc = self.encode(batch)
         sigma = self.sigma(mu, opts.levels)
         if opts.sample_latent:
@@ -170,7 +178,7 @@ class RecordVAE(nn.Module):
         losses = Losses(batch.size, mu.device)
         losses.terms["kl"] = self.kl_per_dim(mu, sigma)
         self.decode_losses(batch, z, enc, opts, losses)
-        return z, losses.terms
+        return Forward(z, mu, sigma, losses.terms)
 
     def _root(self, batch: Batch, node: Node) -> torch.Tensor:
         return tensor(batch.nodes[node.path].root, self.device)
@@ -199,7 +207,8 @@ class RecordVAE(nn.Module):
         root = lambda n: self._root(batch, n)  # noqa: E731
         if isinstance(node, TupleNode):
             truth = [enc[c.path] for c in node.children]
-            emitted = m.decode(e, truth, opts.p_truth_tuple, generator=opts.generator)
+            fixed = {i: enc[c.path] for i, c in enumerate(node.children) if c.path in opts.fixed_paths}
+            emitted = m.decode(e, truth, opts.p_truth_tuple, fixed=fixed, generator=opts.generator)
             for child, e_c in zip(node.children, emitted):
                 if isinstance(child, TruncatedNode):
                     continue
@@ -233,9 +242,28 @@ class RecordVAE(nn.Module):
 
     # -- generation ------------------------------------------------------------------------
     @torch.no_grad()
+    def fixed_loglik(self, batch: Batch, z: torch.Tensor, paths: frozenset[str]) -> torch.Tensor:
+        """log p(fixed values | z) per row (B,): the decoder's likelihood of the fixed fields.
+
+        `batch` holds the conditioning record once per row of z. The fixed Tuple
+        children are teacher-forced; everything else is decoded freely.
+        """
+        mu, enc = self.encode(batch)
+        losses = Losses(batch.size, z.device)
+        self.decode_losses(batch, z, enc, DecodeOptions(0.0, 1.0, fixed_paths=paths), losses)
+        total = torch.zeros(batch.size, device=z.device)
+        for name, v in losses.terms.items():
+            path, _, kind = name.rpartition("/")
+            if kind != "skew" and any(path == p or path.startswith(p) and path[len(p)] in ".?[{#"
+                                      for p in paths):
+                total = total + v
+        return -total
+
+    @torch.no_grad()
     def generate(self, z: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
                  generator: torch.Generator | None = None,
-                 fixed: dict[str, torch.Tensor] | None = None) -> Batch:
+                 fixed: dict[str, torch.Tensor] | None = None,
+                 force_present: frozenset[str] = frozenset()) -> Batch:
         """Decode latents (B, D) into a Batch of values (numpy) for the codec.
 
         fixed: node path -> encoder embeddings (B, D) of values fixed by a condition;
@@ -243,7 +271,7 @@ class RecordVAE(nn.Module):
         """
         batch = Batch(z.shape[0])
         pending: dict[str, list[tuple[StringNode, torch.Tensor]]] = {}
-        g = _Gen(temperature, greedy, generator, fixed or {})
+        g = _Gen(temperature, greedy, generator, fixed or {}, force_present)
         self._generate(self.plan, z, np.arange(z.shape[0]), batch, g, pending)
         for module, items in pending.items():
             emb = torch.cat([e for _, e in items])
@@ -261,7 +289,8 @@ class RecordVAE(nn.Module):
         batch.nodes[node.path] = data
         m = self.module_for(node) if node.module else None
         if isinstance(node, TupleNode):
-            fixed = {i: g.fixed[c.path] for i, c in enumerate(node.children) if c.path in g.fixed}
+            fixed = {i: g.fixed[c.path].expand(e.shape[0], -1) for i, c in enumerate(node.children)
+                     if c.path in g.fixed}
             emitted = m.decode(e, None, 0.0, fixed=fixed, generator=g.generator)
             for child, e_c in zip(node.children, emitted):
                 self._generate(child, e_c, root, batch, g, pending)
@@ -275,6 +304,8 @@ class RecordVAE(nn.Module):
             pending.setdefault(node.module, []).append((node, e))
         elif isinstance(node, PresenceNode):
             present = m.decide(e, g.temperature, g.greedy, g.generator)
+            if node.path in g.force_present:
+                present = torch.ones_like(present)
             data.present = present.cpu().numpy()
             self._generate(node.child, e[present], root[data.present], batch, g, pending)
         elif isinstance(node, SequenceNode):
@@ -295,3 +326,4 @@ class _Gen:
     greedy: bool
     generator: torch.Generator | None
     fixed: dict[str, torch.Tensor]
+    force_present: frozenset[str]

@@ -53,13 +53,22 @@ class StringLiteral(nn.Module):
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (N, T) incl. EOS, sorted by length desc -> embeddings (N, dim)."""
         n, steps = tokens.shape
-        x = self.embed(tokens)  # (N, T, char_dim)
-        h = x.new_zeros(n, self.cfg.dim)
-        for t, a in enumerate(active_counts(lengths, steps)):
-            if a == 0:
+        h = self.embed.weight.new_zeros(n, self.cfg.dim)
+        finished = []  # final states of rows that ended, last rows first
+        counts = active_counts(lengths, steps) + [0]
+        for t in range(steps):
+            a, nxt = counts[t], counts[t + 1]
+            # embed per step: slicing a full (N, T, char_dim) embedding would make its
+            # backward allocate and zero that whole tensor at every step
+            h = self.enc_cell(self.embed(tokens[:a, t]), h)  # (a, dim)
+            # split (not slice): its backward allocates only the small finished part
+            h, done = h.split([nxt, a - nxt])
+            if a > nxt:
+                finished.append(done)
+            if nxt == 0:
                 break
-            h = torch.cat([self.enc_cell(x[:a, t], h[:a]), h[a:]])
-        return self.enc_out(h)
+        final = torch.cat(finished[::-1]) if finished else h
+        return self.enc_out(final)
 
     def loss(self, emb: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
              p_truth: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -70,22 +79,26 @@ class StringLiteral(nn.Module):
         """
         n, steps = tokens.shape
         h = self.dec_init(emb)  # (N, dim)
-        logits, targets = [], []
-        for t, a in enumerate(active_counts(lengths, steps)):
+        logits = []
+        counts = active_counts(lengths, steps) + [0]
+        for t in range(steps):
+            a, nxt = counts[t], counts[t + 1]
             if a == 0:
                 break
             if t > 0:
-                h = torch.cat([self.dec_cell(self.embed(prev[:a]), h[:a]), h[a:]])
-            step_logits = self.dec_out(h[:a])  # (a, VOCAB)
+                h = self.dec_cell(self.embed(prev), h)  # (a, dim)
+            step_logits = self.dec_out(h)  # (a, VOCAB)
             logits.append(step_logits)
-            targets.append(tokens[:a, t])
-            prev = tokens[:a, t]
-            if p_truth < 1.0:
-                drawn = torch.multinomial(F.softmax(step_logits.detach(), -1), 1, generator=generator)[:, 0]
-                keep = torch.rand(a, device=emb.device, generator=generator) < p_truth
+            prev = tokens[:nxt, t]
+            if p_truth < 1.0 and nxt:
+                drawn = torch.multinomial(F.softmax(step_logits[:nxt].detach(), -1), 1, generator=generator)[:, 0]
+                keep = torch.rand(nxt, device=emb.device, generator=generator) < p_truth
                 prev = torch.where(keep, prev, drawn)
-        ce = F.cross_entropy(torch.cat(logits), torch.cat(targets), reduction="none")
-        rows = torch.cat([torch.arange(len(t), device=emb.device) for t in targets])
+            h = h.split([nxt, a - nxt])[0]
+        # targets and row ids of the steps, in the same (t-major, prefix) order as `logits`
+        rows = torch.cat([torch.arange(c, device=emb.device) for c in counts[: len(logits)]])
+        steps_idx = torch.cat([torch.full((c,), t, device=emb.device) for t, c in enumerate(counts[: len(logits)])])
+        ce = F.cross_entropy(torch.cat(logits), tokens[rows, steps_idx], reduction="none")
         per_string = emb.new_zeros(n).index_add(0, rows, ce)
         return per_string / lengths.to(per_string.dtype)
 

@@ -1,0 +1,297 @@
+"""The `synth` command line (DESIGN.md section 6). Reads flags and files, calls the library.
+
+Subcommands: inspect, train, sample, encode, decode, interpolate, evaluate, serve.
+`sample|encode|decode|interpolate --server URL` talk to a running server instead.
+Errors from the library are printed as one clear message (exit 2); no tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from synth.errors import SynthError
+
+
+def _read_data(path: str, schema, fmt: str | None, skip_bad: bool) -> list:
+    from synth.io import read_records
+
+    result = read_records(path, schema.message_class, fmt, skip_bad=skip_bad)
+    if result.skipped:
+        print(f"skipped {result.skipped} bad record(s) in {path}", file=sys.stderr)
+        for v in result.errors[:5]:
+            print(f"  {v}", file=sys.stderr)
+    return result.records
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from synth.configs import from_dict, load_file
+    from synth.compiler import ModelConfig
+    from synth.inspect_tree import render
+    from synth.model import Model
+
+    cfg = from_dict(ModelConfig, load_file(a.config).get("model") if a.config else None, "model.")
+    records = None
+    if a.data:
+        from synth.schema.loader import load_schema
+
+        records = _read_data(a.data, load_schema(a.proto, a.message), a.data_format, False)
+    print(render(Model.create(a.proto, a.message, records=records, config=cfg)))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    import torch
+
+    from synth.model import Model
+    from synth.schema.loader import load_schema
+    from synth.train import RunConfig, Trainer
+
+    run = RunConfig.from_file(a.config, steps=a.steps, device=a.device)
+    schema = load_schema(a.proto, a.message)
+    train = _read_data(a.data, schema, a.data_format, a.skip_bad)
+    test = _read_data(a.test_data, schema, a.data_format, a.skip_bad) if a.test_data else None
+    out = Path(a.out)
+    if a.resume and (out / "checkpoint").is_dir():
+        trainer = Trainer.resume(out, train, test, run.train)
+        print(f"resuming from step {trainer.step}", file=sys.stderr)
+    else:
+        torch.manual_seed(run.train.seed)
+        model = Model.create(schema, records=train, config=run.model)
+        trainer = Trainer(model, run.train, train, test, out, run_config=run)
+    result = trainer.run()
+    if result.stopped:
+        print(f"stopped at step {result.step}; checkpoint saved in {out / 'checkpoint'} "
+              f"(continue with --resume)", file=sys.stderr)
+        return 130
+    print(f"trained {result.step} steps in {result.wall_s:.0f} s; model saved to {out}", file=sys.stderr)
+    return 0
+
+
+def _write(records: list, model_or_cls: Any, fmt: str, output: str | None) -> None:
+    from synth.io import write_records
+
+    if output:
+        write_records(records, output, model_or_cls, fmt)
+        return
+    stream = sys.stdout.buffer if fmt == "binpb" else sys.stdout
+    write_records(records, stream, model_or_cls, fmt)
+
+
+def _load(name: str):
+    from synth import store
+
+    return store.load(name)
+
+
+def _client(url: str):
+    try:
+        from synth_client import SynthClient
+    except ImportError as e:
+        raise SynthError("client mode needs the synth_client package (pip install ./clients/python)") from e
+    return SynthClient.rest(url) if url.startswith("http") else SynthClient.grpc(url)
+
+
+def _jsonl_out(rows: list[dict], output: str | None) -> None:
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if output:
+        Path(output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    lines = (sys.stdin if path == "-" else open(path)).read().splitlines()
+    return [json.loads(ln) for ln in lines if ln.strip()]
+
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    where = json.loads(a.where) if a.where else None
+    if a.server:
+        from synth.records import to_message
+
+        client = _client(a.server)
+        rows = client.sample(a.model, a.n, seed=a.seed, temperature=a.temperature, where=where).records
+        if a.format == "jsonl":
+            _jsonl_out(rows, a.output)
+            return 0
+        info = client.get_model(a.model)
+        from synth.schema.loader import from_file_set
+        import base64
+
+        schema = from_file_set(base64.b64decode(info.file_descriptor_set), info.message)
+        _write([to_message(r, schema.message_class) for r in rows], schema.message_class, a.format, a.output)
+        return 0
+    model = _load(a.model)
+    kwargs = {"where": where} if where else {}
+    records = model.sample(a.n, seed=a.seed, temperature=a.temperature, greedy=a.greedy, **kwargs)
+    _write(records, model.message_class, a.format, a.output)
+    return 0
+
+
+def cmd_encode(a: argparse.Namespace) -> int:
+    if a.server:
+        rows = [{"mean": l.mean, "std": l.std} for l in _client(a.server).encode(a.model, _read_jsonl(a.input))]
+        _jsonl_out(rows, a.output)
+        return 0
+    model = _load(a.model)
+    mu, sigma = model.encode(_read_jsonl(a.input))
+    _jsonl_out([{"mean": m.tolist(), "std": s.tolist()} for m, s in zip(mu, sigma)], a.output)
+    return 0
+
+
+def _latents_in(path: str) -> list[list[float]]:
+    rows = _read_jsonl(path)
+    return [r["mean"] if isinstance(r, dict) else r for r in rows]
+
+
+def cmd_decode(a: argparse.Namespace) -> int:
+    from synth.records import to_dict
+
+    z = _latents_in(a.input)
+    if a.server:
+        _jsonl_out(_client(a.server).decode(a.model, z, temperature=a.temperature, greedy=a.greedy), a.output)
+        return 0
+    model = _load(a.model)
+    records = model.decode(z, temperature=a.temperature, greedy=a.greedy, seed=a.seed)
+    _jsonl_out([to_dict(r) for r in records], a.output)
+    return 0
+
+
+def cmd_interpolate(a: argparse.Namespace) -> int:
+    from synth.records import to_dict
+
+    pair = _read_jsonl(a.input)
+    if len(pair) != 2:
+        raise SynthError(f"{a.input}: interpolate needs exactly two records (one per line), got {len(pair)}")
+    if a.server:
+        res = _client(a.server).interpolate(a.model, pair[0], pair[1], steps=a.steps, method=a.method)
+        _jsonl_out(res.records, a.output)
+        return 0
+    model = _load(a.model)
+    records, _ = model.interpolate(pair[0], pair[1], a.steps, a.method)
+    _jsonl_out([to_dict(r) for r in records], a.output)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from synth.eval.report import evaluate, format_table
+
+    model = _load(a.model)
+    data = _read_data(a.data, model.schema, a.data_format, a.skip_bad)
+    test = _read_data(a.test_data, model.schema, a.data_format, a.skip_bad) if a.test_data else None
+    numeric = a.numeric.split(",") if a.numeric else None
+    report = evaluate(model, data, test, n_samples=a.samples, seed=a.seed, category=a.category,
+                      numeric=numeric, chains=a.chains)
+    print(json.dumps(report, indent=1) if a.json else format_table(report))
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from server.main import serve
+
+    serve(a.models, a.host, a.http_port, a.grpc_port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="synth", description="protosynth: a VAE compiled from your protobuf schema")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--data-format", choices=["csv", "jsonl", "binpb"], help="default: from the extension")
+        s.add_argument("--skip-bad", action="store_true", help="skip bad records and report how many")
+
+    s = sub.add_parser("inspect", help="print the compiled module tree with parameter counts")
+    s.add_argument("proto")
+    s.add_argument("--message", required=True)
+    s.add_argument("--config", help="run.toml ([model] table)")
+    s.add_argument("--data", help="training data, for the data-dependent choices")
+    s.add_argument("--data-format", choices=["csv", "jsonl", "binpb"])
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("train", help="train a model on records of a message")
+    s.add_argument("proto")
+    s.add_argument("--message", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--test-data")
+    s.add_argument("--out", required=True, help="artifact directory")
+    s.add_argument("--config", help="run.toml with [model] and [train] tables")
+    s.add_argument("--steps", type=int)
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    data_args(s)
+    s.set_defaults(func=cmd_train)
+
+    def model_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("model", help="artifact directory, bundled model name, or (with --server) a served name")
+        s.add_argument("--server", help="talk to a running server (http://host:port or host:port for gRPC)")
+        s.add_argument("-o", "--output", help="output file (default: stdout)")
+
+    s = sub.add_parser("sample", help="generate fake records")
+    model_args(s)
+    s.add_argument("-n", type=int, default=10)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--greedy", action="store_true")
+    s.add_argument("--where", help='JSON object fixing fields, e.g. \'{"postcode": "05401"}\'')
+    s.add_argument("--format", choices=["jsonl", "csv", "binpb"], default="jsonl")
+    s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("encode", help="records (JSONL) -> latents (JSONL of {mean, std})")
+    model_args(s)
+    s.add_argument("-i", "--input", default="-")
+    s.set_defaults(func=cmd_encode)
+
+    s = sub.add_parser("decode", help="latents (JSONL) -> records (JSONL)")
+    model_args(s)
+    s.add_argument("-i", "--input", default="-")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--greedy", action="store_true")
+    s.add_argument("--seed", type=int)
+    s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("interpolate", help="two records (JSONL) -> the records between them")
+    model_args(s)
+    s.add_argument("-i", "--input", default="-")
+    s.add_argument("--steps", type=int, default=8)
+    s.add_argument("--method", choices=["linear", "slerp"], default="linear")
+    s.set_defaults(func=cmd_interpolate)
+
+    s = sub.add_parser("evaluate", help="score a model: p-value, reconstruction, losses, memorization")
+    s.add_argument("model")
+    s.add_argument("--data", required=True, help="training data (the reference)")
+    s.add_argument("--test-data")
+    s.add_argument("--samples", type=int, default=10000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--category", help="categorical field of the p-value (default: postcode)")
+    s.add_argument("--numeric", help="comma-separated numeric fields (default: lat,lon)")
+    s.add_argument("--chains", type=int, default=9, help="re-encoding rounds")
+    s.add_argument("--json", action="store_true")
+    data_args(s)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("serve", help="serve models over REST and gRPC")
+    s.add_argument("--models", default="./models")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--http-port", type=int, default=8000)
+    s.add_argument("--grpc-port", type=int, default=50051)
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SynthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Conditional sampling: `where` fixes field paths to given values (the service's `where`).
+
+The condition is parsed into a partial record of the user's message. Its fixed
+fields are (1) teacher-forced in the Tuple decoder, with their encoder embeddings,
+(2) used to resample latents: for each output record, `candidates` latents are
+drawn from N(m, S) and one is picked with probability proportional to the
+decoder's likelihood of the fixed values, so the free fields come from latents
+that agree with the condition; and (3) written into every output record, so that
+each record satisfies the condition exactly.
+
+Fields reachable through singular messages can be fixed (`postcode`, `geo.lat`).
+Fields inside repeated fields, maps or oneofs cannot (there is no single value to
+fix), and are refused with the list of paths that can be.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from synth.errors import InvalidArgument, Violation
+from synth.plan import Node, PresenceNode, ScalarsNode, TupleNode
+from synth.records import to_message
+
+
+@dataclass(frozen=True)
+class Target:
+    node: Node  # the Tuple child that models the field
+    presence: tuple[str, ...]  # PresenceNode paths above it, forced present
+
+
+def where_targets(plan: TupleNode) -> dict[str, Target]:
+    """Field path -> how to condition on it, for every fixable field."""
+    out: dict[str, Target] = {}
+
+    def visit(tuple_node: TupleNode, prefix: str, presence: tuple[str, ...]) -> None:
+        for child in tuple_node.children:
+            if isinstance(child, ScalarsNode):
+                for f in child.fields:
+                    out[prefix + f.name] = Target(child, presence)
+                continue
+            f = getattr(child, "field", None)
+            if f is None or f.repeated:
+                continue
+            out[prefix + f.name] = Target(child, presence)
+            inner, pres = child, presence
+            if isinstance(child, PresenceNode):
+                inner, pres = child.child, presence + (child.path,)
+            if isinstance(inner, TupleNode) and not inner.map_entry:
+                visit(inner, prefix + f.name + ".", pres)
+
+    visit(plan, "", ())
+    return out
+
+
+def _nest(where: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in where.items():
+        parts = path.split(".")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                raise InvalidArgument(f"where: {path!r} conflicts with another condition")
+        d[parts[-1]] = value
+    return out
+
+
+def _get(msg: Message, path: str) -> Any:
+    for part in path.split("."):
+        msg = getattr(msg, part)
+    return msg
+
+
+@dataclass
+class Condition:
+    message: Message  # the partial record holding the fixed values
+    paths: dict[str, Target]  # field path -> target
+
+    def fixed_nodes(self) -> frozenset[str]:
+        """Tuple-child node paths that are fully fixed (a ScalarTuple only if all its fields are)."""
+        out = set()
+        for path, t in self.paths.items():
+            if isinstance(t.node, ScalarsNode):
+                prefix = path.rsplit(".", 1)[0] + "." if "." in path else ""
+                if not all(prefix + f.name in self.paths for f in t.node.fields):
+                    continue
+            out.add(t.node.path)
+        return frozenset(out)
+
+    def forced_presence(self) -> frozenset[str]:
+        out = {p for t in self.paths.values() for p in t.presence}
+        out |= {t.node.path for t in self.paths.values() if isinstance(t.node, PresenceNode)}
+        return frozenset(out)
+
+    def apply(self, record: Message) -> None:
+        """Write the fixed values into a generated record, exactly."""
+        for path in self.paths:
+            parent_path, _, name = path.rpartition(".")
+            parent = _get(record, parent_path) if parent_path else record
+            value = _get(self.message, path)
+            if isinstance(value, Message):
+                getattr(parent, name).CopyFrom(value)
+            else:
+                setattr(parent, name, value)
+
+
+def parse_where(where: dict[str, Any], plan: TupleNode, message_class: type[Message]) -> Condition:
+    if not isinstance(where, dict) or not where:
+        raise InvalidArgument("where must be a non-empty object of field path -> value")
+    targets = where_targets(plan)
+    bad = [p for p in where if p not in targets]
+    if bad:
+        raise InvalidArgument(
+            "where names fields that cannot be fixed",
+            [Violation(p, f"not a fixable field; fixable: {', '.join(sorted(targets))}") for p in bad])
+    try:
+        msg = to_message(_nest(where), message_class, where="where")
+    except Exception as e:  # DataError from the JSON mapping: wrong type or enum name
+        raise InvalidArgument(f"where: {getattr(e, 'message', e)}",
+                              getattr(e, "violations", None)) from e
+    return Condition(msg, {p: targets[p] for p in where})
