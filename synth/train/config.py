@@ -52,6 +52,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     early_stopping_patience: int = 0  # evaluations without test-loss improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda
+    time_budget_s: float = 0.0  # stop (normally, with the final artifact) after this wall time; 0 = none
 
     def __post_init__(self) -> None:
         problems = []

@@ -244,7 +244,8 @@ class PIController:
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         try:
-            i_term, raw, beta, steps = (float(d["i_term"]), float(d["raw"]), float(d["beta"]), int(d["steps"]))
+            i_term, raw, beta = float(d["i_term"]), float(d["raw"]), float(d["beta"])
+            steps = int(d["steps"])
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"invalid PI controller state: {e!r}") from e
         self.i_term, self.raw, self.beta, self.steps = i_term, raw, beta, steps

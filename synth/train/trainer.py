@@ -125,7 +125,9 @@ class Trainer:
         out = vae(batch, opts)
         recon = sum(v for k, v in out.terms.items() if k != "kl")
         lat = latent_terms(cfg.objective, out.mu, out.sigma, out.z)
-        extras = sum((v for k, v in lat.items() if k not in ("kl", "latent")), torch.zeros_like(recon))
+        extras = torch.zeros_like(recon)
+        if not pretrain:  # AE pretraining is reconstruction only (Li et al. 2019)
+            extras = sum((v for k, v in lat.items() if k not in ("kl", "latent")), extras)
         loss = (recon + beta * lat["latent"] + extras).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -133,8 +135,8 @@ class Trainer:
         self.opt.step()
         vae.update_latent_stats(out.z[:n_real])
         self._augment_after_step(out.z, n_real, step)
-        if self.controller is not None:
-            self.controller.update(float(lat["kl"][:n_real].mean()))
+        if self.controller is not None and not pretrain:
+            self.controller.update(float(lat["kl"][:n_real].mean().detach()))
         return {"loss": loss.detach(), "recon": recon[:n_real].mean().detach(),
                 "kl": lat["kl"][:n_real].mean().detach(), "beta": torch.tensor(beta_max),
                 "grad_norm": grad_norm.detach()}
@@ -174,6 +176,8 @@ class Trainer:
                 if should_stop is not None and should_stop():
                     stopped = True
                     break
+                if cfg.time_budget_s and time.time() - t0 > cfg.time_budget_s:
+                    break  # a budgeted run ends normally, with its final artifact
                 stats = self.train_step()
                 self.step += 1
                 window_n += cfg.batch_size
@@ -200,7 +204,7 @@ class Trainer:
         finally:
             bar.close()
             log.close()
-        if self.out_dir and (stopped or early or self.step >= cfg.steps):
+        if self.out_dir:
             self.save_checkpoint()
         wall = time.time() - t0
         if self.out_dir and not stopped:

@@ -1,0 +1,162 @@
+"""The Vermont address benchmark (BENCHMARK.md): train the paper's regimes at a stated
+budget on this machine, score them, print a table beside the paper's numbers and write
+it to docs/benchmarks.md.
+
+    python bench/vermont.py                       # every regime, 15 min each on this machine
+    python bench/vermont.py --regimes best --minutes 60 --samples 10000
+
+Each regime is a run config in bench/configs/<regime>.toml. The data is the packaged
+copy (synth/data/vermont), split 90/10 with seed 0 (synth.datasets.vermont_split);
+rows whose postcode is empty or blank (140 of 33,432) are left out of training, since
+the metric scores such a record as malformed.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from synth import store  # noqa: E402
+from synth.datasets import vermont_split  # noqa: E402
+from synth.eval.levenshtein import per_char  # noqa: E402
+from synth.eval.memorization import copied_share, record_copy_share  # noqa: E402
+from synth.eval.pvalue import fit_group_stats, pvalues  # noqa: E402
+from synth.eval.report import as_dicts  # noqa: E402
+from synth.model import Model  # noqa: E402
+from synth.train import RunConfig, Trainer  # noqa: E402
+
+REGIMES = ["beta_vae", "augmented", "multiscale", "best"]
+PAPER = {  # mean, median, stddev, Levenshtein/char (paper tables 1-3; 2M steps x 32 workers)
+    "beta_vae": (0.261, 0.061, 0.329, 0.11),
+    "augmented": (0.401, 0.324, 0.376, 0.20),
+    "multiscale": (0.509, 0.494, 0.384, 0.92),
+}
+PROTO = ROOT / "protos/examples/address.proto"
+DOC = ROOT / "docs/benchmarks.md"
+
+
+def hardware(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+
+
+def benchmark_data() -> tuple[list[dict], list[dict]]:
+    train, test = vermont_split(seed=0, test_fraction=0.1)
+    keep = lambda r: bool(str(r.get("postcode", "")).strip())  # noqa: E731
+    return [r for r in train if keep(r)], [r for r in test if keep(r)]
+
+
+def score(model: Model, train: list[dict], test: list[dict], samples: int, seed: int) -> dict:
+    stats = fit_group_stats(train, "postcode", ["lat", "lon"])
+    generated = as_dicts(model.sample(samples, seed=seed))
+    p = pvalues(generated, stats)
+    originals = train[:10000]
+    recon = as_dicts(model.reconstruct(originals))
+    beta = model.metadata.get("run_config", {}).get("train", {}).get("beta", {}).get("end", 0.0)
+    return {
+        "p_mean": p.mean, "p_median": p.median, "p_std": p.std,
+        "malformed": p.malformed, "unknown": p.unknown, "unknown_pct": 100.0 * p.unknown / samples,
+        "levenshtein": per_char([r.get("street", "") for r in originals], [r.get("street", "") for r in recon]),
+        "street_in_training": copied_share([g.get("street", "") for g in generated], [t.get("street", "") for t in train]),
+        "record_copies": record_copy_share(generated, train),
+        "train_loss": model.loss(train[:2048], beta, sample_latent=True).total,
+        "test_loss": model.loss(test[:2048], beta, sample_latent=True).total,
+        "generated_loss": model.loss(generated[:2048], beta, sample_latent=True).total,
+        "examples": [{k: g.get(k) for k in ("number", "street", "city", "postcode", "lat", "lon")} for g in generated[:3]],
+    }
+
+
+def run_regime(name: str, minutes: float, device: str, samples: int, out: Path) -> dict:
+    run = RunConfig.from_file(ROOT / f"bench/configs/{name}.toml", device=device)
+    run = dataclasses.replace(run, train=dataclasses.replace(run.train, time_budget_s=minutes * 60))
+    train, test = benchmark_data()
+    torch.manual_seed(run.train.seed)
+    model = Model.create(PROTO, "Address", records=train, config=run.model)
+    t0 = time.time()
+    result = Trainer(model, run.train, train, test, out_dir=out / name, progress=True, run_config=run).run()
+    wall = time.time() - t0
+    model = store.load(out / name, device=device)
+    row = {"regime": name, "steps": result.step, "train_minutes": wall / 60, "hardware": hardware(device),
+           "device": device, **score(model, train, test, samples, seed=0)}
+    (out / name / "bench.json").write_text(json.dumps(row, indent=1))
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| regime | steps | train min | p mean | p median | p std | malformed | unknown zip | "
+            "Levenshtein/char | street in training | record copies | train / test / generated loss | paper (mean / median / std / Lev) |")
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        paper = PAPER.get(r["regime"])
+        ref = " / ".join(f"{v:.3f}" for v in paper) if paper else "-"
+        lines.append(
+            f"| {r['regime']} | {r['steps']} | {r['train_minutes']:.1f} | {r['p_mean']:.3f} | {r['p_median']:.3f} | "
+            f"{r['p_std']:.3f} | {r['malformed']} | {r['unknown']} ({r['unknown_pct']:.2f}%) | {r['levenshtein']:.3f} | "
+            f"{r['street_in_training']:.3f} | {r['record_copies']:.3f} | "
+            f"{r['train_loss']:.2f} / {r['test_loss']:.2f} / {r['generated_loss']:.2f} | {ref} |")
+    return "\n".join(lines)
+
+
+def write_doc(rows: list[dict], command: str, minutes: float, samples: int) -> None:
+    marker_start, marker_end = "<!-- vermont:start -->", "<!-- vermont:end -->"
+    block = "\n".join([
+        marker_start,
+        f"Command: `{command}`  ",
+        f"Hardware: {rows[0]['hardware']} ({rows[0]['device']}); budget {minutes:g} min of training per regime; "
+        f"{samples} samples scored against the training split.",
+        "",
+        table(rows),
+        "",
+        "Examples (first three samples of each regime):",
+        "",
+        *[f"- {r['regime']}: " + "; ".join(
+            f"{e['number'] or ''} {e['street'] or ''}, {e['city'] or ''} {e['postcode'] or ''}" for e in r["examples"])
+          for r in rows],
+        marker_end,
+    ])
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if marker_start in text:
+        pre, rest = text.split(marker_start, 1)
+        post = rest.split(marker_end, 1)[1] if marker_end in rest else ""
+        text = pre + block + post
+    else:
+        text = text.rstrip() + "\n\n## Vermont address benchmark\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--regimes", default=",".join(REGIMES))
+    ap.add_argument("--minutes", type=float, default=15.0, help="training budget per regime")
+    ap.add_argument("--samples", type=int, default=10000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(ROOT / "runs/bench"))
+    ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    a = ap.parse_args()
+    rows = [run_regime(name, a.minutes, a.device, a.samples, Path(a.out)) for name in a.regimes.split(",")]
+    print(table(rows))
+    if not a.no_doc:
+        write_doc(rows, "python " + " ".join(sys.argv), a.minutes, a.samples)
+
+
+if __name__ == "__main__":
+    main()
