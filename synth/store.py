@@ -5,7 +5,7 @@ the serialized FileDescriptorSet, the message name, ModelConfig and FitStats, pl
 the vocabulary, normalisation and latent statistics for people and tools to read,
 and the run's metadata (training config, summary, metrics). Loading goes manifest
 -> compile -> load_file(cpu) -> load_state_dict(strict) -> .to(device), so a
-GPU-trained model loads on a CPU. Saving writes a temporary directory, then renames.
+GPU-trained model loads on a CPU. Saving writes temporary files, then renames them.
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -84,26 +82,28 @@ def manifest_of(model: Model) -> dict[str, Any]:
 
 
 def save(model: Model, directory: str | Path) -> Path:
-    """Write the artifact atomically (a temporary sibling directory, then a rename)."""
+    """Write the artifact; other files in `directory` (logs, checkpoints) are left alone.
+
+    Each file is written under a temporary name and renamed into place, weights first
+    and manifest last; the manifest carries the weights' checksum, so a crash between
+    the two renames leaves an artifact that `load` refuses instead of a silently
+    mismatched one.
+    """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp_weights = directory / f".{WEIGHTS}.tmp"
+    tmp_manifest = directory / f".{MANIFEST}.tmp"
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.vae.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
+        save_file(state, str(tmp_weights))
         manifest = manifest_of(model)
-        manifest["weights_sha256"] = _sha256(tmp / WEIGHTS)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        manifest["weights_sha256"] = _sha256(tmp_weights)
+        tmp_manifest.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp_weights, directory / WEIGHTS)
+        os.replace(tmp_manifest, directory / MANIFEST)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp_weights.unlink(missing_ok=True)
+        tmp_manifest.unlink(missing_ok=True)
     return directory
 
 
