@@ -184,7 +184,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     test = _read_data(a.test_data, model.schema, a.data_format, a.skip_bad) if a.test_data else None
     numeric = a.numeric.split(",") if a.numeric else None
     report = evaluate(model, data, test, n_samples=a.samples, seed=a.seed, category=a.category,
-                      numeric=numeric, chains=a.chains)
+                      numeric=numeric, chains=a.chains, recon_rows=a.recon_rows)
     print(json.dumps(report, indent=1) if a.json else format_table(report))
     return 0
 
@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--category", help="categorical field of the p-value (default: postcode)")
     s.add_argument("--numeric", help="comma-separated numeric fields (default: lat,lon)")
     s.add_argument("--chains", type=int, default=9, help="re-encoding rounds")
+    s.add_argument("--recon-rows", type=int, default=10000, help="training rows for the Levenshtein metric")
     s.add_argument("--json", action="store_true")
     data_args(s)
     s.set_defaults(func=cmd_evaluate)

@@ -110,6 +110,26 @@ def clamp_number(f: FieldNode, x: float) -> int | float:
     return x
 
 
+def _fix_timestamp(ts: Any) -> None:
+    # RFC 3339 range 0001-01-01 .. 9999-12-31, nanos in [0, 1e9): what the JSON mapping accepts
+    ts.seconds = max(-62135596800, min(253402300799, ts.seconds))
+    ts.nanos = max(0, min(999_999_999, ts.nanos))
+
+
+def _fix_duration(d: Any) -> None:
+    # seconds and nanos must share a sign, |seconds| <= 10,000 years, |nanos| < 1e9
+    total = max(-315576000000, min(315576000000, d.seconds)) * 10**9 + max(-999_999_999, min(999_999_999, d.nanos))
+    sign = -1 if total < 0 else 1
+    d.seconds, d.nanos = sign * (abs(total) // 10**9), sign * (abs(total) % 10**9)
+
+
+# Decoded well-known types must also be valid for the proto3 JSON mapping.
+WELL_KNOWN_RANGES: dict[str, Callable[[Any], None]] = {
+    "google.protobuf.Timestamp": _fix_timestamp,
+    "google.protobuf.Duration": _fix_duration,
+}
+
+
 class Codec:
     def __init__(self, plan: TupleNode, descriptor: Descriptor):
         self.plan = plan
@@ -192,11 +212,14 @@ class Codec:
             n = data.n
             children = [(c, self._build(c, batch)) for c in node.children]
             factory = MapEntry if node.map_entry else self.message_class(node.full_name)
+            fix = WELL_KNOWN_RANGES.get(node.full_name)
             out = []
             for i in range(n):
                 obj = factory()
                 for child, vals in children:
                     _write(child, obj, vals[i])
+                if fix:
+                    fix(obj)
                 out.append(obj)
             return out
         if isinstance(node, ScalarsNode):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from synth.errors import ConfigError, Violation
-from synth.fitstats import JOINT, FitStats
+from synth.fitstats import JOINT, MAX_CATEGORIES, FitStats
 from synth.nn.categorical import Categorical
 from synth.nn.gru import GRUConfig
 from synth.nn.oneof import Oneof
@@ -60,6 +60,9 @@ class ModelConfig:
     max_string_len: int = 256  # hard cap on generated string length (bytes)
     string_len_slack: float = 1.5  # generation stops at slack x the longest training value
     max_sequence_len: int = 64
+    # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
+    # or the encoder's embedding of the leaf value actually drawn ("reencoded").
+    generation_feedback: str = "emitted"
 
     def schema_options(self) -> SchemaOptions:
         return SchemaOptions(max_recursion=self.max_recursion)
@@ -100,10 +103,12 @@ class _Compiler:
         elif f.type == "enum":
             classes = list(f.enum.numbers)
         elif f.type in INT_TYPES and choice != "number" and (
-                choice == "categorical" or stat_key in self.stats.int_values):
+                choice == "categorical" or len(self.stats.int_values.get(stat_key, ())) <= self.cfg.int_categorical_max
+                and stat_key in self.stats.int_values):
             classes = self.stats.int_values.get(stat_key)
             if not classes:
-                self.problems.append(Violation(path, "categorical int needs values seen in training data"))
+                self.problems.append(Violation(path, "a categorical int needs its values in the training data "
+                                               f"(at most {MAX_CATEGORIES} distinct values); model it as a number"))
                 classes = [0]
         else:
             mean = self.stats.scalar_mean.get(stat_key)
@@ -175,7 +180,8 @@ class _Compiler:
 
     def oneof(self, msg: MessageNode, name: str, scope: str) -> OneofNode:
         cases = [f for f in msg.fields if f.oneof == name]
-        children = [self.value(f, f.path, scope, f"{msg.full_name}.{f.name}") for f in cases]
+        children = [TruncatedNode(f.path, "", f) if f.truncated
+                    else self.value(f, f.path, scope, f"{msg.full_name}.{f.name}") for f in cases]
         key = self.module(f"{scope}.{name}|", lambda: Oneof(len(cases), self.cfg.latent_dim, self.cfg.celu_alpha))
         path = f"{msg.path}.{name}|" if msg.path else f"{name}|"
         return OneofNode(path, key, name, cases, children)

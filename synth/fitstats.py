@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from synth.schema.tree import FLOAT_TYPES, INT_TYPES
 
 JOINT = "#floats"
+MAX_CATEGORIES = 4096  # distinct int values kept, so an override to categorical has them
 
 
 @dataclass
@@ -96,8 +97,8 @@ def _type(fd) -> str:
     return TYPE_NAMES[fd.type]
 
 
-def fit_stats(messages: Iterable[Message], int_cap: int = 16) -> FitStats:
-    """Walk the records once; `int_cap` is the most distinct values an int may have to be categorical."""
+def fit_stats(messages: Iterable[Message], int_cap: int = MAX_CATEGORIES) -> FitStats:
+    """Walk the records once; ints keep their distinct values when there are at most `int_cap`."""
     c = _Collector(int_cap)
     n = 0
     for m in messages:
@@ -111,6 +112,14 @@ def fit_stats(messages: Iterable[Message], int_cap: int = 16) -> FitStats:
         x = np.asarray(rows, dtype=np.float64)
         if len(x) < 2:
             continue
-        stats.scalar_mean[key] = x.mean(0).tolist()
-        stats.scalar_cov[key] = np.atleast_2d(np.cov(x.T)).tolist()
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, cov = x.mean(0), np.atleast_2d(np.cov(x.T))
+        if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
+            # |x| beyond ~1e154: the variance overflows float64. Whiten by a capped diagonal
+            # scale instead; ScalarTuple clamps what still does not fit float32.
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = np.nan_to_num(mean, posinf=0.0, neginf=0.0)
+            cov = np.eye(x.shape[1]) * min(float(np.abs(x).max()), 1e150) ** 2
+        stats.scalar_mean[key] = mean.tolist()
+        stats.scalar_cov[key] = cov.tolist()
     return stats

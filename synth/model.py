@@ -73,7 +73,7 @@ class Model:
         """
         schema = load_schema(source, message)
         config = config or ModelConfig()
-        stats = fit_stats(to_messages(list(records), schema.message_class), config.int_categorical_max) \
+        stats = fit_stats(to_messages(list(records), schema.message_class)) \
             if records is not None else FitStats()
         return cls(schema, config, stats)
 
@@ -81,6 +81,10 @@ class Model:
     @property
     def message_class(self) -> type[Message]:
         return self.schema.message_class
+
+    @property
+    def reencode(self) -> bool:
+        return self.config.generation_feedback == "reencoded"
 
     @property
     def latent_dim(self) -> int:
@@ -133,7 +137,8 @@ class Model:
         self.vae.eval()
         out: list[Message] = []
         for i in range(0, z.shape[0], CHUNK):
-            batch = self.vae.generate(z[i: i + CHUNK].to(self.device), temperature, greedy, g)
+            batch = self.vae.generate(z[i: i + CHUNK].to(self.device), temperature, greedy, g,
+                                      reencode=self.reencode)
             out += self.codec.decode(batch)
         return out
 
@@ -192,7 +197,7 @@ class Model:
             else:
                 z = z[:k]
             batch = self.vae.generate(z.to(self.device), temperature, greedy, g, embeddings,
-                                      cond.forced_presence())
+                                      cond.forced_presence(), self.reencode)
             records = self.codec.decode(batch)
             for r in records:
                 cond.apply(r)

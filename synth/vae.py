@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synth.batch import Batch, NodeData, tensor
+from synth.batch import Batch, NodeData, pack_strings, tensor
 from synth.compiler import ModelConfig
 from synth.nn.stdnet import StdNet
 from synth.plan import (CategoricalNode, Node, NumberNode, OneofNode, PresenceNode, ScalarsNode,
@@ -104,7 +104,7 @@ class RecordVAE(nn.Module):
         data = batch.nodes[node.path]
         m = self.module_for(node) if node.module else None
         if isinstance(node, TupleNode):
-            out = m.encode([self._encode(c, batch, enc) for c in node.children])
+            out = m.encode([self._encode(c, batch, enc) for c in node.children], data.n)
         elif isinstance(node, (ScalarsNode, NumberNode)):
             x = tensor(data.values, self.device).reshape(data.n, m.k)
             if self.training:
@@ -263,7 +263,7 @@ class RecordVAE(nn.Module):
     def generate(self, z: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
                  generator: torch.Generator | None = None,
                  fixed: dict[str, torch.Tensor] | None = None,
-                 force_present: frozenset[str] = frozenset()) -> Batch:
+                 force_present: frozenset[str] = frozenset(), reencode: bool = False) -> Batch:
         """Decode latents (B, D) into a Batch of values (numpy) for the codec.
 
         fixed: node path -> encoder embeddings (B, D) of values fixed by a condition;
@@ -271,7 +271,7 @@ class RecordVAE(nn.Module):
         """
         batch = Batch(z.shape[0])
         pending: dict[str, list[tuple[StringNode, torch.Tensor]]] = {}
-        g = _Gen(temperature, greedy, generator, fixed or {}, force_present)
+        g = _Gen(temperature, greedy, generator, fixed or {}, force_present, reencode)
         self._generate(self.plan, z, np.arange(z.shape[0]), batch, g, pending)
         for module, items in pending.items():
             emb = torch.cat([e for _, e in items])
@@ -283,17 +283,38 @@ class RecordVAE(nn.Module):
                 start += e.shape[0]
         return batch
 
+    def _encode_leaf(self, node: Node, data: NodeData) -> torch.Tensor:
+        """Encoder embeddings (n, D) of generated leaf values."""
+        m = self.module_for(node)
+        if isinstance(node, StringNode):
+            pack = pack_strings({node.path: data.values})
+            emb = m.encode(tensor(pack.tokens, self.device), tensor(pack.lengths, self.device))
+            out = torch.empty_like(emb)
+            out[tensor(pack.order, self.device)] = emb
+            return out
+        if isinstance(node, (ScalarsNode, NumberNode)):
+            return m.encode(m.whiten(tensor(np.asarray(data.values), self.device).reshape(data.n, m.k)))
+        return m.encode(tensor(np.asarray(data.values), self.device))
+
     def _generate(self, node: Node, e: torch.Tensor, root: np.ndarray, batch: Batch, g: "_Gen",
                   pending: dict) -> None:
         data = NodeData(e.shape[0], root)
         batch.nodes[node.path] = data
         m = self.module_for(node) if node.module else None
         if isinstance(node, TupleNode):
-            fixed = {i: g.fixed[c.path].expand(e.shape[0], -1) for i, c in enumerate(node.children)
-                     if c.path in g.fixed}
-            emitted = m.decode(e, None, 0.0, fixed=fixed, generator=g.generator)
-            for child, e_c in zip(node.children, emitted):
-                self._generate(child, e_c, root, batch, g, pending)
+            h, x = m.start(e)
+            for i, child in enumerate(node.children):
+                h, e_c = m.step(i, x, h)
+                if child.path in g.fixed:
+                    x = g.fixed[child.path].expand(e.shape[0], -1)
+                    self._generate(child, e_c, root, batch, g, pending)
+                elif g.reencode and isinstance(child, LEAVES):
+                    # feed back the embedding of the value actually drawn, not the emitted one
+                    self._generate(child, e_c, root, batch, g, None)
+                    x = self._encode_leaf(child, batch.nodes[child.path])
+                else:
+                    self._generate(child, e_c, root, batch, g, pending)
+                    x = e_c
         elif isinstance(node, ScalarsNode):
             data.values = m.decode(e).cpu().numpy()
         elif isinstance(node, NumberNode):
@@ -301,7 +322,11 @@ class RecordVAE(nn.Module):
         elif isinstance(node, CategoricalNode):
             data.values = m.decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()
         elif isinstance(node, StringNode):
-            pending.setdefault(node.module, []).append((node, e))
+            if pending is None:  # decode now (re-encoding feedback needs the value)
+                max_len = torch.full((e.shape[0],), node.max_len, dtype=torch.long)
+                data.values = m.generate(e, max_len, g.temperature, g.greedy, g.generator)
+            else:
+                pending.setdefault(node.module, []).append((node, e))
         elif isinstance(node, PresenceNode):
             present = m.decide(e, g.temperature, g.greedy, g.generator)
             if node.path in g.force_present:
@@ -313,11 +338,15 @@ class RecordVAE(nn.Module):
             data.lengths = lengths.cpu().numpy()
             self._generate(node.element, emitted, np.repeat(root, data.lengths), batch, g, pending)
         elif isinstance(node, OneofNode):
-            case = m.choose(e, g.temperature, g.greedy, g.generator)
+            blocked = [k for k, c in enumerate(node.children) if isinstance(c, TruncatedNode)]
+            case = m.choose(e, g.temperature, g.greedy, g.generator, blocked)
             data.case = case.cpu().numpy()
             for k, child in enumerate(node.children):
                 rows = (case == k).nonzero()[:, 0]
                 self._generate(child, m.emit[k](e[rows]), root[data.case == k], batch, g, pending)
+
+
+LEAVES = (StringNode, ScalarsNode, NumberNode, CategoricalNode)
 
 
 @dataclass
@@ -327,3 +356,4 @@ class _Gen:
     generator: torch.Generator | None
     fixed: dict[str, torch.Tensor]
     force_present: frozenset[str]
+    reencode: bool = False

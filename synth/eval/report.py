@@ -17,6 +17,7 @@ from synth.eval.levenshtein import per_char_by_field
 from synth.eval.memorization import copied_share, record_copy_share
 from synth.eval.posterior import active_units, kl_per_dim, mutual_information
 from synth.eval.pvalue import ADDRESS_CATEGORY, ADDRESS_NUMERIC, fit_group_stats, pvalues
+from synth.errors import InvalidArgument
 from synth.model import Model
 
 RECON_ROWS = 10000  # the paper's Levenshtein sample size
@@ -40,7 +41,7 @@ def _pvalue_section(train: list[dict], generated: list[dict], category: str, num
 
 def evaluate(model: Model, data: Sequence[Any], test: Sequence[Any] | None = None, n_samples: int = 10000,
              seed: int = 0, category: str | None = None, numeric: list[str] | None = None,
-             chains: int = 9, beta: float | None = None) -> dict[str, Any]:
+             chains: int = 9, beta: float | None = None, recon_rows: int = RECON_ROWS) -> dict[str, Any]:
     t0 = time.time()
     train_msgs = model.messages(data)
     names = {f.name for f in model.tree.fields}
@@ -54,8 +55,10 @@ def evaluate(model: Model, data: Sequence[Any], test: Sequence[Any] | None = Non
         report["pvalue"] = {"category": category, "numeric": numeric,
                             **_pvalue_section(train_dicts, gen_dicts, category, numeric)}
         report["chains"] = _chains(model, generated, train_dicts, category, numeric, chains, seed)
+    elif numeric:
+        raise InvalidArgument("--numeric needs --category (the p-value's categorical field)")
     # reconstruction detail, on (up to) 10,000 training rows
-    idx = rng.choice(len(train_msgs), size=min(RECON_ROWS, len(train_msgs)), replace=False)
+    idx = rng.choice(len(train_msgs), size=min(recon_rows, len(train_msgs)), replace=False)
     originals = [train_msgs[i] for i in idx]
     recon = model.reconstruct(originals)
     fields = string_fields(model)

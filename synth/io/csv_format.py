@@ -312,7 +312,9 @@ def writer(desc: Descriptor) -> Callable[[list[Message], IO[str]], None]:
     formats = [_formatter(p[-1]) for p in paths]
 
     def write(messages: list[Message], stream: IO[str]) -> None:
-        out = csv.writer(stream, lineterminator="\n")
+        # RFC 4180 line ends: with "\r\n" as terminator, csv quotes any value holding a
+        # bare "\r" (with "\n" alone it does not, and the file would not read back)
+        out = csv.writer(stream, lineterminator="\r\n")
         out.writerow(header)
         for m in messages:
             out.writerow([_cell(m, p, f) for p, f in zip(paths, formats)])

@@ -35,5 +35,9 @@ class Oneof(nn.Module):
 
     @torch.no_grad()
     def choose(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        return draw(self.selector(emb), temperature, greedy, generator) - 1
+               generator: torch.Generator | None = None, blocked: list[int] = ()) -> torch.Tensor:
+        """Case per row (-1 = unset); `blocked` cases (past the recursion bound) are never chosen."""
+        logits = self.selector(emb)
+        if blocked:
+            logits = logits.index_fill(1, torch.tensor([k + 1 for k in blocked], device=emb.device), float("-inf"))
+        return draw(logits, temperature, greedy, generator) - 1

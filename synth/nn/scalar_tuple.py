@@ -16,6 +16,9 @@ from torch import nn
 from synth.nn.init import linear
 
 
+WHITE_CAP = 1e4  # whitened values are clamped to +-1e4 standard deviations
+
+
 @dataclass(frozen=True)
 class ScalarTupleConfig:
     dim: int = 128
@@ -54,7 +57,9 @@ class ScalarTuple(nn.Module):
 
     def whiten(self, x: torch.Tensor) -> torch.Tensor:
         u, s = self._basis()
-        return (((x.to(torch.float64) - self.mean) @ u) / s).to(torch.float32)  # (n, k)
+        w = ((x.to(torch.float64) - self.mean) @ u) / s
+        # values far outside the training range (or beyond float32) must not poison the network
+        return w.clamp(-WHITE_CAP, WHITE_CAP).to(torch.float32)  # (n, k)
 
     def unwhiten(self, w: torch.Tensor) -> torch.Tensor:
         u, s = self._basis()

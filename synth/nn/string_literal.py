@@ -78,6 +78,8 @@ class StringLiteral(nn.Module):
         `p_truth`, else a symbol drawn from the decoder's own softmax.
         """
         n, steps = tokens.shape
+        if n == 0:
+            return emb.new_zeros(0)
         h = self.dec_init(emb)  # (N, dim)
         logits = []
         counts = active_counts(lengths, steps) + [0]

@@ -43,15 +43,24 @@ class Tuple(nn.Module):
         self.dec_cells = nn.ModuleList(CeluGRUCell(dim, dim, gru) for _ in range(n_children))
         self.emit = nn.ModuleList(celu_linear(dim, dim, gru.alpha) for _ in range(n_children))
 
-    def encode(self, children: list[torch.Tensor]) -> torch.Tensor:
-        """children: C tensors (n, dim) -> (n, dim)."""
-        n = children[0].shape[0] if children else 0
+    def encode(self, children: list[torch.Tensor], n: int) -> torch.Tensor:
+        """children: C tensors (n, dim) -> (n, dim). n is explicit: a message may have no fields."""
         hf = hb = self.h0.expand(n, -1)
         for i in range(self.n_children):
             hf = self.fwd[i](children[i], hf)
         for i in reversed(range(self.n_children)):
             hb = self.bwd[i](children[i], hb)
         return self.enc_out(torch.cat([hf, hb], dim=1))
+
+    def start(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder state and first input for a batch of embeddings (n, dim)."""
+        h = self.dec_init(emb)
+        return h, torch.zeros_like(h)
+
+    def step(self, i: int, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance to child i given the previous child's embedding x -> (state, emitted child embedding)."""
+        h = self.dec_cells[i](x, h)
+        return h, self.emit[i](h)
 
     def decode(self, emb: torch.Tensor, truth: list[torch.Tensor | None] | None = None,
                p_truth: float = 0.0, fixed: dict[int, torch.Tensor] | None = None,
@@ -61,12 +70,10 @@ class Tuple(nn.Module):
         truth: encoder embeddings per child (training); fixed: child index -> embedding
         that is always fed back (conditioning), whatever p_truth is.
         """
-        h = self.dec_init(emb)
-        x = torch.zeros_like(h)
+        h, x = self.start(emb)
         out = []
         for i in range(self.n_children):
-            h = self.dec_cells[i](x, h)
-            e = self.emit[i](h)
+            h, e = self.step(i, x, h)
             out.append(e)
             if fixed and i in fixed:
                 x = fixed[i]

@@ -125,8 +125,9 @@ def _resolve_name(message: str, names: list[str]) -> str:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise SchemaError(f"message name {message!r} is ambiguous", candidates=matches,
-                          hint=f"use one of the full names: {', '.join(matches)}")
+        raise SchemaError(f"message name {message!r} is ambiguous",
+                          [Violation("", f"use one of the full names: {', '.join(matches)}")],
+                          candidates=matches)
     user = [n for n in names if not n.startswith("google.protobuf.")]
     raise SchemaError(f"message {message!r} not found in the schema",
                       [Violation("", f"available messages: {', '.join(user) or '(none)'}")])

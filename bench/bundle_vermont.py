@@ -1,0 +1,81 @@
+"""Build the bundled pretrained Vermont address model (`synth/pretrained/vermont-address`).
+
+    python bench/bundle_vermont.py --minutes 60          # train the `best` regime, then bundle it
+    python bench/bundle_vermont.py --from-run runs/bench/best   # bundle an existing benchmark run
+
+Training uses bench/configs/best.toml on the benchmark's training split (see
+bench/vermont.py). The artifact is copied without its checkpoint and logs, then scored
+with `synth evaluate` (10,000 samples); the numbers go to docs/benchmarks.md and into
+the artifact's manifest (`metadata.metrics`), where the server shows them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from synth import store  # noqa: E402
+from synth.eval.report import evaluate, format_table  # noqa: E402
+from vermont import benchmark_data, hardware, run_regime  # noqa: E402
+
+TARGET = ROOT / "synth/pretrained/vermont-address"
+DOC = ROOT / "docs/benchmarks.md"
+
+
+def bundle(run_dir: Path) -> None:
+    TARGET.mkdir(parents=True, exist_ok=True)
+    for name in (store.WEIGHTS, store.MANIFEST):
+        shutil.copy2(run_dir / name, TARGET / name)
+
+
+def write_doc(report: dict, command: str, device: str) -> None:
+    start, end = "<!-- bundled:start -->", "<!-- bundled:end -->"
+    block = "\n".join([start, f"Command: `{command}`  ", f"Hardware: {hardware(device)}", "", "```",
+                       format_table(report), "```", end])
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if start in text:
+        pre, rest = text.split(start, 1)
+        text = pre + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Bundled model: `synth evaluate vermont-address`\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--from-run", help="bundle this run directory instead of training")
+    ap.add_argument("--samples", type=int, default=10000)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+    if a.from_run:
+        run_dir = Path(a.from_run)
+    else:
+        run_regime("best", a.minutes, a.device, a.samples, ROOT / "runs/bench")
+        run_dir = ROOT / "runs/bench/best"
+    bundle(run_dir)
+    model = store.load("vermont-address")
+    train, test = benchmark_data()
+    t0 = time.time()
+    report = evaluate(model, train, test, n_samples=a.samples, seed=0)
+    model.metadata["metrics"] = {k: report[k] for k in ("pvalue", "levenshtein_per_char", "memorization",
+                                                         "loss", "posterior") if k in report}
+    store.save(model, TARGET)
+    print(format_table(report))
+    print(f"evaluated in {time.time() - t0:.0f} s", file=sys.stderr)
+    write_doc(report, "python " + " ".join(sys.argv), a.device)
+    (TARGET / "README.md").write_text(
+        "# vermont-address\n\nThe bundled pretrained model of `protos/examples/address.proto` (synth.examples.Address),\n"
+        "trained on the Vermont address benchmark's training split (synth/data/vermont).\n\n"
+        f"Rebuild: `{'python ' + ' '.join(sys.argv)}` (or `make bundle`). Numbers: docs/benchmarks.md.\n")
+
+
+if __name__ == "__main__":
+    main()
