@@ -96,6 +96,7 @@ def run_regime(name: str, minutes: float, device: str, samples: int, out: Path) 
     wall = time.time() - t0
     model = store.load(out / name, device=device)
     row = {"regime": name, "steps": result.step, "train_minutes": wall / 60, "hardware": hardware(device),
+           "threads": torch.get_num_threads(),
            "device": device, **score(model, train, test, samples, seed=0)}
     (out / name / "bench.json").write_text(json.dumps(row, indent=1))
     return row
@@ -116,13 +117,14 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(rows: list[dict], command: str, minutes: float, samples: int) -> None:
+def write_doc(rows: list[dict], command: str, minutes: float, samples: int, note: str = "") -> None:
     marker_start, marker_end = "<!-- vermont:start -->", "<!-- vermont:end -->"
     block = "\n".join([
         marker_start,
         f"Command: `{command}`  ",
         f"Hardware: {rows[0]['hardware']} ({rows[0]['device']}); budget {minutes:g} min of training per regime; "
         f"{samples} samples scored against the training split.",
+        *([note] if note else []),
         "",
         table(rows),
         "",
@@ -150,12 +152,22 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(ROOT / "runs/bench"))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--collect", action="store_true",
+                    help="train nothing: tabulate the bench.json of runs made earlier (e.g. in parallel)")
+    ap.add_argument("--note", default="", help="a line for the doc, e.g. how the runs shared the machine")
     a = ap.parse_args()
-    rows = [run_regime(name, a.minutes, a.device, a.samples, Path(a.out)) for name in a.regimes.split(",")]
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    names = a.regimes.split(",")
+    if a.collect:
+        rows = [json.loads((Path(a.out) / n / "bench.json").read_text()) for n in names]
+    else:
+        rows = [run_regime(name, a.minutes, a.device, a.samples, Path(a.out)) for name in names]
     print(table(rows))
     if not a.no_doc:
-        write_doc(rows, "python " + " ".join(sys.argv), a.minutes, a.samples)
+        write_doc(rows, "python " + " ".join(sys.argv), a.minutes, a.samples, a.note)
 
 
 if __name__ == "__main__":

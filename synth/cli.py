@@ -113,16 +113,12 @@ def cmd_sample(a: argparse.Namespace) -> int:
         from synth.records import to_message
 
         client = _client(a.server)
-        rows = client.sample(a.model, a.n, seed=a.seed, temperature=a.temperature, where=where).records
+        rows = client.sample(a.model, a.n, seed=a.seed, temperature=a.temperature, where=where)
         if a.format == "jsonl":
             _jsonl_out(rows, a.output)
             return 0
-        info = client.get_model(a.model)
-        from synth.schema.loader import from_file_set
-        import base64
-
-        schema = from_file_set(base64.b64decode(info.file_descriptor_set), info.message)
-        _write([to_message(r, schema.message_class) for r in rows], schema.message_class, a.format, a.output)
+        cls = client.get_model(a.model).message_class()
+        _write([to_message(r, cls) for r in rows], cls, a.format, a.output)
         return 0
     model = _load(a.model)
     kwargs = {"where": where} if where else {}

@@ -182,7 +182,12 @@ class Model:
         cond = parse_where(where, self.plan, self.message_class)
         fixed = cond.fixed_nodes()
         self.vae.eval()
-        _, enc = self.vae.encode(self.codec.encode([cond.message]))
+        # The conditioning record: a generated (so valid) record with the fixed values written
+        # in; the schema's defaults are not always values the model knows (categorical ints).
+        anchor = self.decode(self.sample_latents(1, g), greedy=True, generator=g)[0]
+        cond.apply(anchor)
+        cond.message = anchor
+        _, enc = self.vae.encode(self.codec.encode([anchor]))
         embeddings = {p: enc[p] for p in fixed}  # (1, D) each
         out: list[Message] = []
         per_chunk = max(1, CHUNK // candidates)

@@ -332,7 +332,6 @@ class _Job:
     """Mutable job state, guarded by the manager's condition variable."""
 
     status: JobStatus
-    request: JobRequest
     schema: LoadedSchema
     records: list[Message]
     model_config: ModelConfig
@@ -362,6 +361,8 @@ class JobManager:
     # -- create -----------------------------------------------------------------------
     def create(self, req: JobRequest) -> JobStatus:
         TrainConfig = _train_api()[1]
+        if req.name is not None:
+            check_name(req.name)
         if len(req.data) > self.limits.max_upload_bytes:
             raise TooLarge(f"data file is {len(req.data)} bytes; the limit is {self.limits.max_upload_bytes}",
                            limit=self.limits.max_upload_bytes)
@@ -385,7 +386,7 @@ class JobManager:
                 raise AlreadyExists(f"a model or job named {name!r} already exists",
                                     [Violation("name", "choose another name")])
             status = JobStatus(job_id, name, "queued", steps=steps, created_at=time.time())
-            self._jobs[job_id] = _Job(status, req, schema, records, model_cfg, train_cfg)
+            self._jobs[job_id] = _Job(status, schema, records, model_cfg, train_cfg)
             self._forget_old()
             self._ensure_worker()
         self._queue.put(job_id)

@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# protosynth server image: REST on 8000, gRPC on 50051, the bundled Vermont address model by default.
+#
+#   docker build -t protosynth .                                   # CPU torch (default)
+#   docker build -t protosynth:cuda \
+#     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .   # a CUDA torch build
+#   docker run --rm -p 8000:8000 -p 50051:50051 -v "$PWD/models:/models" protosynth
+#
+# Two stages: the build stage installs into a virtualenv (compilers and pip caches stay
+# behind), the runtime stage copies only that virtualenv and runs as a non-root user.
+# The install steps are the README's: torch first (pinned), then the package with [serve].
+
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim AS build
+ARG TORCH_VERSION=2.13.0
+# The CPU wheel index keeps the image small; pass a CUDA index (e.g. .../whl/cu128) for GPUs.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN pip install --upgrade pip \
+ && pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY protos ./protos
+COPY synth ./synth
+COPY server ./server
+COPY clients ./clients
+RUN pip install ".[serve]" ./clients/python
+
+FROM python:${PYTHON_VERSION}-slim AS runtime
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin synth \
+ && mkdir -p /models && chown synth:synth /models
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+USER synth
+WORKDIR /home/synth
+# Trained models (POST /v1/jobs) are written here: mount a volume to keep them.
+VOLUME ["/models"]
+EXPOSE 8000 50051
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD python -c "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"
+CMD ["synth", "serve", "--host", "0.0.0.0", "--http-port", "8000", "--grpc-port", "50051", "--models", "/models"]

@@ -1,0 +1,146 @@
+"""The REST transport (httpx). JSON bodies in the proto3 JSON mapping; NDJSON for streaming."""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from synth_client.base import SynthClient
+from synth_client.errors import SynthError, Unavailable, make_error
+from synth_client.results import (Field, GeoFields, Interpolation, Job, JobError, Latent, ModelDetail,
+                                  ModelInfo, Record)
+
+
+class RestClient(SynthClient):
+    def __init__(self, url: str, timeout: float = 120.0, **httpx_options: Any):
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, **httpx_options)
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as e:
+            raise Unavailable(f"{method} {path} timed out: {e}") from e
+        except httpx.TransportError as e:
+            raise Unavailable(f"cannot reach {self.url}: {e}") from e
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._request("POST", path, json=_drop_none(body)).json()
+
+    @staticmethod
+    def _model_path(name: str, verb: str = "") -> str:
+        return f"/v1/models/{_quote(name)}" + (f":{verb}" if verb else "")
+
+    # -- models ---------------------------------------------------------------------------
+    def list_models(self) -> list[ModelInfo]:
+        return [_model_info(m) for m in self._request("GET", "/v1/models").json()["models"]]
+
+    def get_model(self, name: str) -> ModelDetail:
+        d = self._request("GET", self._model_path(name)).json()
+        info = _model_info(d)
+        return ModelDetail(**vars(info), proto=d["proto"],
+                           file_descriptor_set=base64.b64decode(d["file_descriptor_set"]),
+                           model_config=d.get("model_config") or {}, train_config=d.get("train_config") or {},
+                           summary=d.get("summary") or {}, metrics=d.get("metrics") or {})
+
+    # -- inference ------------------------------------------------------------------------
+    def iter_sample(self, model: str, n: int, seed: int | None = None, temperature: float | None = None,
+                    where: Mapping[str, Any] | None = None, greedy: bool = False) -> Iterator[Record]:
+        body = _drop_none({"n": n, "seed": seed, "temperature": temperature, "greedy": greedy,
+                           "where": dict(where) if where else None})
+        try:
+            with self._http.stream("POST", self._model_path(model, "sample"), json=body,
+                                   headers={"accept": "application/x-ndjson"}) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if set(item) == {"error"} and isinstance(item["error"], dict):  # in-band error
+                        e = item["error"]
+                        raise make_error(e.get("code"), e.get("message", ""), e.get("details"))
+                    yield item
+        except httpx.TransportError as e:
+            raise Unavailable(f"stream from {self.url} failed: {e}") from e
+
+    def encode(self, model: str, records: Sequence[Any]) -> list[Latent]:
+        out = self._post(self._model_path(model, "encode"), {"records": list(records)})
+        return [Latent(l["mean"], l["std"]) for l in out["latents"]]
+
+    def decode(self, model: str, latents: Sequence[Sequence[float]], temperature: float | None = None,
+               greedy: bool = False, seed: int | None = None) -> list[Record]:
+        body = {"latents": [list(z) for z in latents], "temperature": temperature, "greedy": greedy, "seed": seed}
+        return self._post(self._model_path(model, "decode"), body)["records"]
+
+    def interpolate(self, model: str, start: Any, end: Any, steps: int = 8, method: str = "linear") -> Interpolation:
+        out = self._post(self._model_path(model, "interpolate"),
+                         {"from": start, "to": end, "steps": steps, "method": method})
+        return Interpolation(out["records"], out["latents"])
+
+    def reconstruct(self, model: str, records: Sequence[Any]) -> list[Record]:
+        return self._post(self._model_path(model, "reconstruct"), {"records": list(records)})["records"]
+
+    # -- jobs -----------------------------------------------------------------------------
+    def _create_job(self, proto: str, proto_filename: str, message: str, data: bytes, data_filename: str,
+                    config: str | None, name: str | None) -> Job:
+        files: dict[str, Any] = {"proto": (proto_filename, proto.encode("utf-8"), "text/plain"),
+                                 "data": (data_filename, data, "application/octet-stream")}
+        if config is not None:
+            files["config"] = ("run.toml", config.encode("utf-8"), "application/toml")
+        form = {"message": message, **({"name": name} if name else {})}
+        return _job(self._request("POST", "/v1/jobs", data=form, files=files).json())
+
+    def get_job(self, job_id: str) -> Job:
+        return _job(self._request("GET", f"/v1/jobs/{_quote(job_id)}").json())
+
+    def cancel_job(self, job_id: str) -> Job:
+        return _job(self._request("POST", f"/v1/jobs/{_quote(job_id)}:cancel").json())
+
+
+def _quote(segment: str) -> str:
+    from urllib.parse import quote
+
+    return quote(segment, safe="")
+
+
+def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _error(response: httpx.Response) -> SynthError:
+    try:
+        err = response.json()["error"]
+        return make_error(err.get("code"), err.get("message", ""), err.get("details"),
+                          http_status=response.status_code)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        text = response.text[:500] or response.reason_phrase
+        return make_error(None, f"HTTP {response.status_code}: {text}", http_status=response.status_code)
+
+
+def _model_info(d: dict[str, Any]) -> ModelInfo:
+    geo = d.get("geo")
+    return ModelInfo(name=d["name"], message=d["message"], latent_dim=int(d["latent_dim"]), source=d["source"],
+                     fields=[Field(f["name"], f["path"], f["type"], bool(f["repeated"])) for f in d["fields"]],
+                     geo=GeoFields(geo["lat"], geo["lon"]) if geo else None)
+
+
+def _job(d: dict[str, Any]) -> Job:
+    err = d.get("error")
+    return Job(id=d["id"], name=d["name"], state=d["state"], step=int(d.get("step", 0)),
+               steps=int(d.get("steps", 0)), losses=dict(d.get("losses") or {}),
+               progress=dict(d.get("progress") or {}),
+               error=JobError(err.get("code", ""), err.get("message", "")) if err else None,
+               cancel_requested=bool(d.get("cancel_requested")), created_at=float(d.get("created_at") or 0),
+               started_at=d.get("started_at"), finished_at=d.get("finished_at"))

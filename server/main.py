@@ -1,0 +1,100 @@
+"""`synth serve`: the REST app and the gRPC server in one process, over one service.
+
+`serve()` blocks until Ctrl-C (or SIGTERM, as `docker stop` sends), then stops
+both servers and cancels running jobs. Reading the environment and printing are
+fine here: this is the edge of the program (STYLE.md a.4).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from server.grpc_server import create_grpc_server
+from server.rest_app import create_app
+from synth import store
+from synth.service import Limits, ModelRegistry, SynthService
+
+log = logging.getLogger("server")
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def serve(models_dir: str | Path = "models", host: str = "127.0.0.1", http_port: int = 8000,
+          grpc_port: int = 50051, *, device: str | None = None, limits: Limits = Limits()) -> None:
+    """Serve `models_dir` (plus the bundled models) over HTTP and gRPC until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    registry = ModelRegistry(models_dir, device=device or default_device())
+    service = SynthService(registry, limits)
+    grpc_server, bound_grpc = create_grpc_server(service, f"{_grpc_host(host)}:{grpc_port}")
+    app = create_app(service, preload=sorted(store.bundled_models()))
+    http = uvicorn.Server(uvicorn.Config(app, host=host, port=http_port, log_level="info"))
+    http_thread = threading.Thread(target=http.run, name="synth-http", daemon=True)
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) \
+        if threading.current_thread() is threading.main_thread() else None
+    grpc_server.start()
+    http_thread.start()
+    try:
+        while not http.started and http_thread.is_alive():
+            time.sleep(0.05)
+        if not http_thread.is_alive():
+            raise SystemExit(f"the HTTP server could not start on {host}:{http_port} (port in use?)")
+        print(banner(host, _bound_port(http, http_port), bound_grpc, registry.names()), flush=True)
+        while not stop.is_set() and http_thread.is_alive():
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("shutting down...", flush=True)
+        http.should_exit = True
+        grpc_server.stop(grace=5).wait(10)
+        service.close()
+        http_thread.join(10)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _grpc_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _bound_port(server: uvicorn.Server, default: int) -> int:
+    for s in getattr(server, "servers", []):
+        for sock in getattr(s, "sockets", []):
+            return sock.getsockname()[1]
+    return default
+
+
+def banner(host: str, http_port: int, grpc_port: int, models: list[str]) -> str:
+    """Ready-to-paste examples for the first model being served."""
+    shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host
+    url, target = f"http://{shown}:{http_port}", f"{shown}:{grpc_port}"
+    model = models[0] if models else "MODEL"
+    listing = ", ".join(models) if models else "(none yet: POST /v1/jobs to train one)"
+    return f"""
+protosynth is serving {len(models)} model(s): {listing}
+  web page  {url}/
+  REST      {url}/v1/models     (OpenAPI: {url}/docs)
+  gRPC      {target}            (reflection and grpc.health.v1 enabled)
+
+Try:
+  curl -s {url}/v1/models/{model}:sample -H 'content-type: application/json' -d '{{"n": 3, "seed": 1}}'
+  curl -s {url}/v1/models/{model}:sample -H 'content-type: application/json' -H 'accept: application/x-ndjson' -d '{{"n": 1000}}' | head
+  grpcurl -plaintext -d '{{"model": "{model}", "n": 3}}' {target} synth.v1.Synthesizer/Sample
+
+  # pip install clients/python   (the torch-free client)
+  python -c "from synth_client import SynthClient; print(SynthClient.rest('{url}').sample('{model}', 3, seed=1))"
+  python -c "from synth_client import SynthClient; print(SynthClient.grpc('{target}').sample('{model}', 3, seed=1))"
+
+Ctrl-C to stop.
+"""

@@ -1,0 +1,95 @@
+"""`/v1/models`: listing, schema, and the inference operations (sample, encode, decode, ...).
+
+Endpoints are plain `def`: FastAPI runs them in its threadpool, so the blocking
+model calls never stall the event loop (fastapi-best-practices, "Async Routes").
+"""
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from fastapi.responses import Response, StreamingResponse
+
+from server.errors import classify
+from server.rest import convert
+from server.rest.deps import ServiceDep
+from server.rest.schemas import (DecodeIn, EncodeOut, ErrorResponse, InterpolateIn, InterpolateOut, ModelDetailOut,
+                                 ModelList, RecordsIn, RecordsOut, SampleIn)
+from synth.io import write_records
+
+NDJSON, CSV = "application/x-ndjson", "text/csv"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 422, 500)
+}
+
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)
+
+
+@router.get("", response_model=ModelList)
+def list_models(service: ServiceDep) -> dict[str, Any]:
+    """Models in the server's models directory and the bundled ones."""
+    return {"models": [convert.model_out(m) for m in service.list_models()]}
+
+
+@router.get("/{name}", response_model=ModelDetailOut, response_model_by_alias=True)
+def get_model(name: str, service: ServiceDep) -> dict[str, Any]:
+    """Schema (.proto text and message name), training config and summary, evaluation metrics."""
+    return convert.model_detail_out(service.get_model(name))
+
+
+@router.post("/{name}:sample", response_model=RecordsOut, responses={200: {"content": {
+    NDJSON: {"schema": {"type": "string"}, "example": '{"city":"Burlington"}\n'},
+    CSV: {"schema": {"type": "string"}}}}})
+def sample(name: str, body: SampleIn, service: ServiceDep,
+           accept: Annotated[str | None, Header()] = None) -> Any:
+    """`n` fake records. `Accept: application/x-ndjson` streams one record per line (up to the
+    stream limit); `Accept: text/csv` returns a CSV file."""
+    args = dict(seed=body.seed, temperature=body.temperature, greedy=body.greedy, where=body.where)
+    wants = (accept or "").lower()
+    if NDJSON in wants:
+        chunks = service.sample_chunks(name, body.n, **args)  # checks the request and makes chunk 0
+        return StreamingResponse(_guarded(convert.ndjson_lines(chunks)), media_type=NDJSON)
+    records = service.sample(name, body.n, **args)
+    if CSV in wants:
+        out = io.StringIO()
+        write_records(records, out, service.message_class(name), "csv")
+        return Response(out.getvalue(), media_type=f"{CSV}; charset=utf-8")
+    return {"records": convert.records_out(records)}
+
+
+def _guarded(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """After the 200 is sent an error can only be reported in-band: as a last `{"error": ...}` line."""
+    try:
+        yield from lines
+    except Exception as e:  # noqa: BLE001 - classified (and logged if a bug) below
+        yield (json.dumps(classify(e).to_json()) + "\n").encode()
+
+
+@router.post("/{name}:encode", response_model=EncodeOut)
+def encode(name: str, body: RecordsIn, service: ServiceDep) -> dict[str, Any]:
+    """Records -> latent mean and standard deviation."""
+    return {"latents": [{"mean": l.mean, "std": l.std} for l in service.encode(name, body.records)]}
+
+
+@router.post("/{name}:decode", response_model=RecordsOut)
+def decode(name: str, body: DecodeIn, service: ServiceDep) -> dict[str, Any]:
+    """Latent vectors (n x latent_dim) -> records."""
+    records = service.decode(name, body.latents, temperature=body.temperature, greedy=body.greedy,
+                             seed=body.seed)
+    return {"records": convert.records_out(records)}
+
+
+@router.post("/{name}:interpolate", response_model=InterpolateOut)
+def interpolate(name: str, body: InterpolateIn, service: ServiceDep) -> dict[str, Any]:
+    """Records along the latent path from `from` to `to` (both ends included)."""
+    result = service.interpolate(name, body.from_, body.to, steps=body.steps, method=body.method)
+    return {"records": convert.records_out(result.records), "latents": result.latents}
+
+
+@router.post("/{name}:reconstruct", response_model=RecordsOut)
+def reconstruct(name: str, body: RecordsIn, service: ServiceDep) -> dict[str, Any]:
+    """decode(encode(record)) for each record (greedy, so deterministic)."""
+    return {"records": convert.records_out(service.reconstruct(name, body.records))}

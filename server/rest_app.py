@@ -1,0 +1,98 @@
+"""The REST adapter: `create_app(service) -> FastAPI` (STYLE.md b, server/).
+
+Thin by design: routers convert JSON to service arguments and results back, and
+every error goes through `server.errors.classify`, the table the gRPC
+interceptor reads too. Body: `{"error": {"code", "message", "details"}}`; a bug
+is a 500 with a generic message and an id, never a stack trace.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import synth
+from server.errors import INTERNAL, ErrorBody, classify, mapping_for
+from server.rest import jobs, models, web
+from server.rest.limits import BodyLimitMiddleware
+from server.rest.schemas import Health
+from synth.errors import InvalidArgument, SynthError
+from synth.service import SynthService
+
+log = logging.getLogger("server.rest")
+
+HTTP_CODES = {400: "invalid_argument", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
+              409: "failed_precondition", 413: "too_large", 415: "unsupported_media_type", 422: "invalid_argument"}
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Stable OpenAPI operation ids (`models-sample`), for generated clients."""
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(service: SynthService, preload: Sequence[str] = ()) -> FastAPI:
+    """A FastAPI app serving `service`; `preload` names models to load at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for name in preload:  # pay the load cost before the first request, not during it
+            try:
+                await run_in_threadpool(service.registry.model, name)
+            except Exception as e:  # noqa: BLE001 - a broken model must not stop the server
+                log.warning("could not preload model %s: %s", name, e)
+        yield
+
+    app = FastAPI(title="protosynth", version=synth.__version__, lifespan=lifespan,
+                  description="Schema-driven synthetic records: sample, encode, decode, interpolate, "
+                              "train. Records use the proto3 JSON mapping with .proto field names.",
+                  generate_unique_id_function=_operation_id)
+    app.state.service = service
+    app.add_middleware(BodyLimitMiddleware, max_bytes=service.limits.max_upload_bytes)
+    _install_error_handlers(app)
+    app.include_router(models.router)
+    app.include_router(jobs.router)
+    app.include_router(web.make_router(web.page_html()))
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    def healthz() -> dict[str, Any]:
+        """Liveness: the process answers and can list its models."""
+        return {"status": "ok", "models": len(service.registry.names())}
+
+    return app
+
+
+def _respond(body: ErrorBody, status: int | None = None) -> JSONResponse:
+    return JSONResponse(body.to_json(), status_code=status or body.mapping.http)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        violations = [{"path": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                       "message": e.get("msg", "")} for e in exc.errors()]
+        body = ErrorBody(mapping_for(InvalidArgument), "invalid_argument", "the request does not match the API",
+                         {"violations": violations})
+        return _respond(body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "internal" if exc.status_code >= 500 else "invalid_argument")
+        body = ErrorBody(INTERNAL, code, str(exc.detail), {"violations": []})
+        return JSONResponse(body.to_json(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(SynthError)
+    async def domain_error(request: Request, exc: SynthError) -> JSONResponse:
+        return _respond(classify(exc))
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        # Anything else is a bug: a generic 500 with an id; the traceback is logged by classify.
+        return _respond(classify(exc))
