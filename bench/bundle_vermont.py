@@ -21,12 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from doc import replace_block  # noqa: E402
 from synth import store  # noqa: E402
 from synth.eval.report import evaluate, format_table  # noqa: E402
 from vermont import benchmark_data, hardware, run_regime  # noqa: E402
 
 TARGET = ROOT / "synth/pretrained/vermont-address"
-DOC = ROOT / "docs/benchmarks.md"
 
 
 def bundle(run_dir: Path) -> None:
@@ -36,16 +36,8 @@ def bundle(run_dir: Path) -> None:
 
 
 def write_doc(report: dict, command: str, device: str) -> None:
-    start, end = "<!-- bundled:start -->", "<!-- bundled:end -->"
-    block = "\n".join([start, f"Command: `{command}`  ", f"Hardware: {hardware(device)}", "", "```",
-                       format_table(report), "```", end])
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if start in text:
-        pre, rest = text.split(start, 1)
-        text = pre + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Bundled model: `synth evaluate vermont-address`\n\n" + block + "\n"
-    DOC.write_text(text)
+    body = f"Command: `{command}`  \nHardware: {hardware(device)}\n\n```\n{format_table(report)}\n```"
+    replace_block("bundled", "Bundled model: `synth evaluate vermont-address`", body)
 
 
 def main() -> None:

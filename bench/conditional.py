@@ -17,13 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from doc import replace_block  # noqa: E402
 from synth import store  # noqa: E402
 from synth.eval.pvalue import fit_group_stats, pvalues  # noqa: E402
 from synth.eval.report import as_dicts  # noqa: E402
 from vermont import benchmark_data, hardware  # noqa: E402
 
 ZIPS = ["05401", "05602", "05301", "05701", "05819", "05446"]  # Burlington, Montpelier, Brattleboro, Rutland, St Johnsbury, Colchester
-DOC = ROOT / "docs/benchmarks.md"
 
 
 def main() -> None:
@@ -48,15 +48,8 @@ def main() -> None:
     lines.append(f"| (none) | {base.n} | {base.mean:.3f} | {base.median:.3f} | {base.std:.3f} | - | - | - |")
     table = "\n".join(lines)
     print(table)
-    start, end = "<!-- conditional:start -->", "<!-- conditional:end -->"
-    block = f"{start}\nCommand: `python {' '.join(sys.argv)}`  \nHardware: {hardware('cpu')}\n\n{table}\n{end}"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if start in text:
-        pre, rest = text.split(start, 1)
-        text = pre + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Conditional sampling (`where`)\n\n" + block + "\n"
-    DOC.write_text(text)
+    replace_block("conditional", "Conditional sampling (`where`)",
+                  f"Command: `python {' '.join(sys.argv)}`  \nHardware: {hardware('cpu')}\n\n{table}")
 
 
 if __name__ == "__main__":

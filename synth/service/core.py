@@ -1,0 +1,235 @@
+"""`SynthService`: every operation of the API, in plain Python (DESIGN.md section 6).
+
+Like KServe's `DataPlane`, this is what both transports call: it checks request
+arguments and limits, samples in chunks for streaming, and delegates models to
+`ModelRegistry` and training to `JobManager`. The argument checks live here
+because only the service's methods take raw request values.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError, Message
+
+from synth.errors import DataError, InvalidArgument, SynthError, TooLarge, Violation
+from synth.records import to_message
+from synth.service.jobs import JobManager
+from synth.service.registry import ModelRegistry
+from synth.service.types import Interpolation, JobRequest, JobStatus, Latent, Limits, ModelDetail, ModelInfo
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2**63 - 1
+
+
+# ----------------------------------------------------------------------------- the service
+
+class SynthService:
+    """Every operation of the API, in plain Python: what both transports call."""
+
+    def __init__(self, registry: ModelRegistry, limits: Limits = Limits()):
+        self.registry, self.limits = registry, limits
+        self.jobs = JobManager(registry, limits)
+
+    # -- models -------------------------------------------------------------------------
+    def list_models(self) -> list[ModelInfo]:
+        out = []
+        for name in self.registry.names():
+            try:
+                out.append(self.registry.info(name))
+            except SynthError as e:  # one broken artifact must not hide the others
+                log.warning("skipping model %s: %s", name, e)
+        return out
+
+    def model_info(self, name: str) -> ModelInfo:
+        return self.registry.info(name)
+
+    def get_model(self, name: str) -> ModelDetail:
+        entry_info = self.registry.info(name)
+        manifest = self.registry.manifest(name)
+        schema = self.registry.schema(name)
+        meta = manifest.get("metadata") or {}
+        return ModelDetail(
+            info=entry_info, proto=schema.proto_source(), file_descriptor_set=schema.file_set,
+            model_config=dict(manifest.get("model_config") or {}),
+            train_config=_as_dict(meta.get("train_config") or _as_dict(meta.get("run_config")).get("train")),
+            summary=_as_dict(meta.get("summary")),
+            metrics=_as_dict(meta.get("metrics")))
+
+    def message_class(self, name: str) -> type[Message]:
+        return self.registry.schema(name).message_class
+
+    # -- inference ----------------------------------------------------------------------
+    def sample(self, name: str, n: int, seed: int | None = None, temperature: float | None = None,
+               greedy: bool = False, where: dict[str, Any] | None = None) -> list[Message]:
+        """n records at once (limit `max_sample`); the same chunks as `sample_chunks`."""
+        self._check_count("n", n, self.limits.max_sample, hint="stream the records instead")
+        return [r for chunk in self.sample_chunks(name, n, seed, temperature, greedy, where) for r in chunk]
+
+    def sample_chunks(self, name: str, n: int, seed: int | None = None, temperature: float | None = None,
+                      greedy: bool = False, where: dict[str, Any] | None = None) -> Iterator[list[Message]]:
+        """n records in chunks of `sample_chunk`, for streaming.
+
+        Arguments and the first chunk are checked before this returns, so a bad
+        request fails before a transport has committed to a streamed response.
+        Chunk k uses a seed derived from (seed, k); chunk 0 uses the seed itself, so
+        up to one chunk equals `Model.sample(n, seed=seed)`.
+        """
+        self._check_count("n", n, self.limits.max_sample_stream)
+        temperature = _temperature(temperature)
+        base = _seed(seed) if seed is not None else secrets.randbits(63)
+        where = _where(where)
+        model = self.registry.model(name)
+        size = self.limits.sample_chunk
+        sizes = [min(size, n - i) for i in range(0, n, size)]
+
+        def chunk(k: int, m: int) -> list[Message]:
+            kwargs: dict[str, Any] = {"seed": _chunk_seed(base, k), "temperature": temperature,
+                                      "greedy": greedy}
+            if where:
+                kwargs["where"] = where  # conditional sampling; the model checks the field paths
+            return model.sample(m, **kwargs)
+
+        first = chunk(0, sizes[0]) if sizes else []
+
+        def generate() -> Iterator[list[Message]]:
+            if sizes:
+                yield first
+            for k, m in enumerate(sizes[1:], start=1):
+                yield chunk(k, m)
+
+        return generate()
+
+    def encode(self, name: str, records: Sequence[Any]) -> list[Latent]:
+        model = self.registry.model(name)
+        msgs = self.parse_records(name, records)
+        mu, sigma = model.encode(msgs)
+        return [Latent(m, s) for m, s in zip(mu.tolist(), sigma.tolist())]
+
+    def decode(self, name: str, latents: Sequence[Sequence[float]], temperature: float | None = None,
+               greedy: bool = False, seed: int | None = None) -> list[Message]:
+        self._check_count("latents", len(latents), self.limits.max_records)
+        model = self.registry.model(name)
+        z = _matrix(latents, model.latent_dim)
+        return model.decode(z, temperature=_temperature(temperature), greedy=greedy,
+                            seed=_seed(seed) if seed is not None else None)
+
+    def interpolate(self, name: str, start: Any, end: Any, steps: int = 8,
+                    method: str = "linear") -> Interpolation:
+        if not isinstance(steps, int) or steps < 2:
+            raise InvalidArgument(f"steps must be an integer >= 2, got {steps!r}", [Violation("steps", ">= 2")])
+        self._check_count("steps", steps, self.limits.max_interpolate_steps)
+        model = self.registry.model(name)
+        cls = self.message_class(name)
+        a = _record(start, cls, "from")
+        b = _record(end, cls, "to")
+        records, z = model.interpolate(a, b, steps=steps, method=method or "linear")
+        return Interpolation(records, z.tolist())
+
+    def reconstruct(self, name: str, records: Sequence[Any]) -> list[Message]:
+        model = self.registry.model(name)
+        return model.reconstruct(self.parse_records(name, records))
+
+    def parse_records(self, name: str, records: Sequence[Any]) -> list[Message]:
+        """Records (JSON dicts/text, serialized bytes or messages) as messages of the model's schema."""
+        if not isinstance(records, (list, tuple)):
+            raise InvalidArgument("records must be a list", [Violation("records", "expected a list")])
+        self._check_count("records", len(records), self.limits.max_records)
+        cls = self.message_class(name)
+        return [_record(r, cls, f"records[{i}]") for i, r in enumerate(records)]
+
+    @staticmethod
+    def _check_count(what: str, value: Any, limit: int, hint: str = "") -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgument(f"{what} must be a non-negative integer, got {value!r}",
+                                  [Violation(what, "expected an integer >= 0")])
+        if value > limit:
+            raise TooLarge(f"{what}={value} exceeds this server's limit of {limit}" + (f"; {hint}" if hint else ""),
+                           [Violation(what, f"at most {limit}")], limit=limit)
+
+    # -- jobs -------------------------------------------------------------------------
+    def create_job(self, request: JobRequest) -> JobStatus:
+        return self.jobs.create(request)
+
+    def get_job(self, job_id: str) -> JobStatus:
+        return self.jobs.get(job_id)
+
+    def cancel_job(self, job_id: str) -> JobStatus:
+        return self.jobs.cancel(job_id)
+
+    def watch_job(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> Iterator[JobStatus]:
+        return self.jobs.watch(job_id, should_stop)
+
+    def close(self) -> None:
+        self.jobs.close()
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _temperature(t: float | None) -> float:
+    if t is None:
+        return 1.0
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise InvalidArgument(f"temperature must be a finite number > 0, got {t!r}",
+                              [Violation("temperature", "expected a number > 0")])
+    return float(t)
+
+
+def _seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidArgument(f"seed must be an integer in [0, 2^63), got {seed!r}",
+                              [Violation("seed", "expected an integer in [0, 2^63)")])
+    return seed
+
+
+def _chunk_seed(base: int, k: int) -> int:
+    if k == 0:
+        return base
+    return int(np.random.SeedSequence([base, k]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def _where(where: Any) -> dict[str, Any]:
+    if where is None:
+        return {}
+    if not isinstance(where, dict) or not all(isinstance(k, str) for k in where):
+        raise InvalidArgument("where must map field paths to values", [Violation("where", "expected an object")])
+    return dict(where)
+
+
+def _matrix(latents: Any, dim: int) -> np.ndarray:
+    """A rectangular (n, dim) float matrix, or InvalidArgument naming the bad row."""
+    if not isinstance(latents, (list, tuple)):
+        raise InvalidArgument("latents must be a list of vectors", [Violation("latents", "expected a list")])
+    for i, row in enumerate(latents):
+        if not isinstance(row, (list, tuple)) or len(row) != dim:
+            got = len(row) if isinstance(row, (list, tuple)) else type(row).__name__
+            raise InvalidArgument(f"each latent must have {dim} numbers, latents[{i}] has {got}",
+                                  [Violation(f"latents[{i}]", f"expected {dim} numbers, got {got}")],
+                                  expected=dim)
+    try:
+        z = np.asarray(latents, dtype=np.float32).reshape(len(latents), dim)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument("latents must hold numbers only", [Violation("latents", str(e))]) from e
+    if not np.isfinite(z).all():
+        raise InvalidArgument("latents contain NaN or infinity", [Violation("latents", "not finite")])
+    return z
+
+
+def _record(record: Any, cls: type[Message], where: str) -> Message:
+    """A record as JSON (dict or text), serialized bytes of the user's message, or a message."""
+    if isinstance(record, (bytes, bytearray)):
+        try:
+            return cls.FromString(bytes(record))
+        except (DecodeError, ValueError) as e:
+            raise DataError(f"record does not fit {cls.DESCRIPTOR.full_name}",
+                            [Violation(where, f"not a serialized {cls.DESCRIPTOR.full_name}: {e}")]) from e
+    return to_message(record, cls, where=where)
