@@ -1,11 +1,12 @@
 """Regenerate the Python stubs of `protos/synth/v1/synthesizer.proto`.
 
-    python -m server.gen_proto          # rewrite server/proto/ and the client's _proto/
+    python -m server.gen_proto          # rewrite clients/python/synth_client/_proto/
     python -m server.gen_proto --check  # exit 1 if the committed stubs are stale
 
 The stubs are committed (so neither the server nor the torch-free client needs
-grpcio-tools at run time) and written twice: once for the server, once inside the
-client package, which must be installable on its own. protoc emits absolute
+grpcio-tools at run time) once, inside the client package, which must be
+installable on its own; the server imports them from there (`synth_client._proto`),
+since it is always installed together with the client. protoc emits absolute
 imports (`from synth.v1 import synthesizer_pb2`), which would collide with our
 `synth` library package, so they are rewritten to relative ones here.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PROTO = "synth/v1/synthesizer.proto"
-TARGETS = (ROOT / "server" / "proto", ROOT / "clients" / "python" / "synth_client" / "_proto")
+TARGET = ROOT / "clients" / "python" / "synth_client" / "_proto"
 FILES = ("synthesizer_pb2.py", "synthesizer_pb2.pyi", "synthesizer_pb2_grpc.py")
 INIT = '"""Generated stubs of synth/v1/synthesizer.proto (python -m server.gen_proto); do not edit."""\n'
 
@@ -51,17 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check that the stubs are current")
     args = parser.parse_args(argv)
     files = {**generate(), "__init__.py": INIT}
-    stale = [t / n for t in TARGETS for n, text in files.items()
-             if not (t / n).is_file() or (t / n).read_text() != text]
+    stale = [TARGET / n for n, text in files.items()
+             if not (TARGET / n).is_file() or (TARGET / n).read_text() != text]
     if args.check:
         for p in stale:
             print(f"stale: {p.relative_to(ROOT)}")
         return 1 if stale else 0
-    for target in TARGETS:
-        target.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (target / name).write_text(text)
-    print(f"wrote {', '.join(str(t.relative_to(ROOT)) for t in TARGETS)}")
+    TARGET.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (TARGET / name).write_text(text)
+    print(f"wrote {TARGET.relative_to(ROOT)}")
     return 0
 
 

@@ -20,11 +20,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.grpc_errors import ExceptionToStatusInterceptor
-from server.proto import synthesizer_pb2 as pb
-from server.proto import synthesizer_pb2_grpc as pb_grpc
 from synth.errors import InvalidArgument, Violation
 from synth.records import to_dict
 from synth.service import JobRequest, JobStatus, ModelInfo, SynthService
+# The one committed copy of the stubs lives in the client package, which is always
+# installed with the server (python -m server.gen_proto regenerates it).
+from synth_client._proto import synthesizer_pb2 as pb
+from synth_client._proto import synthesizer_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Synthesizer"].full_name
 JOB_STATES = {"queued": pb.JOB_STATE_QUEUED, "running": pb.JOB_STATE_RUNNING,

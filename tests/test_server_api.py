@@ -17,8 +17,8 @@ from grpc_status import rpc_status
 
 from conftest_server import client, servers  # noqa: F401,F811 - pytest fixtures
 from conftest_server import MODEL, place_records, start_http
-from server.proto import synthesizer_pb2 as pb
-from server.proto import synthesizer_pb2_grpc as pb_grpc
+from synth_client._proto import synthesizer_pb2 as pb
+from synth_client._proto import synthesizer_pb2_grpc as pb_grpc
 
 
 def post(servers, path: str, body, **kwargs) -> httpx.Response:

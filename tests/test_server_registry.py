@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -115,6 +116,15 @@ def test_every_domain_error_has_a_row_in_the_one_table():
 
 
 def test_committed_grpc_stubs_are_current():
+    """One committed copy, in the client package (installable alone); the server imports that copy."""
     proc = subprocess.run([sys.executable, "-m", "server.gen_proto", "--check"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, f"run `python -m server.gen_proto`:\n{proc.stdout}{proc.stderr}"
+    from server import gen_proto, grpc_server
+    from synth_client._proto import synthesizer_pb2, synthesizer_pb2_grpc
+
+    stubs = ROOT / "clients" / "python" / "synth_client" / "_proto"
+    assert gen_proto.TARGET == stubs
+    assert not (ROOT / "server" / "proto").exists()
+    assert Path(synthesizer_pb2.__file__).resolve().parent == stubs
+    assert grpc_server.pb is synthesizer_pb2 and grpc_server.pb_grpc is synthesizer_pb2_grpc
