@@ -55,14 +55,27 @@ class ModelConfig:
     share_message_modules: bool = True  # one Tuple per message type (needed for recursion)
     max_recursion: int = 3  # occurrences of one message type on a path
     int_categorical_max: int = 16  # ints with at most this many distinct values are categorical
-    # Per-field choice, overriding the automatic one: {"path.or.Type.field": "categorical"|"number"}
+    # Per-field choice, overriding the automatic one: {"path.or.Type.field": "categorical"|"number"};
+    # integer fields take either, string fields "categorical" (a softmax over the training values)
     field_overrides: dict[str, str] = field(default_factory=dict)
     max_string_len: int = 256  # hard cap on generated string length (bytes)
     string_len_slack: float = 1.5  # generation stops at slack x the longest training value
     max_sequence_len: int = 64
+    scalar_likelihood: str = "mse"  # "mse" (paper) or "gaussian" (learned spread; see ScalarTuple)
     # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
     # or the encoder's embedding of the leaf value actually drawn ("reencoded").
     generation_feedback: str = "emitted"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.scalar_likelihood not in ("mse", "gaussian"):
+            problems.append(Violation("scalar_likelihood", "must be 'mse' or 'gaussian'"))
+        if self.generation_feedback not in ("emitted", "reencoded"):
+            problems.append(Violation("generation_feedback", "must be 'emitted' or 'reencoded'"))
+        if self.n_levels < 1 or self.latent_dim < 1:
+            problems.append(Violation("n_levels", "n_levels and latent_dim must be >= 1"))
+        if problems:
+            raise ConfigError("invalid model config", problems)
 
     def schema_options(self) -> SchemaOptions:
         return SchemaOptions(max_recursion=self.max_recursion)
@@ -92,6 +105,15 @@ class _Compiler:
         binary = f.type == "bytes"
         key = ("$bytes" if binary else "$strings") if self.cfg.share_strings else f"{scope}.{f.name}"
         cfg = StringLiteralConfig(dim=self.cfg.latent_dim, char_dim=self.cfg.char_dim)
+        if not binary and self.override(f, path, scope) == "categorical":
+            # a string with few distinct values, modelled as a category (opt-in per field)
+            classes = self.stats.string_values.get(stat_key)
+            if not classes:
+                self.problems.append(Violation(path, "a categorical string needs its values in the training "
+                                               f"data (at most {MAX_CATEGORIES} distinct values)"))
+                classes = [""]
+            key = self.module(f"{scope}.{f.name}", lambda: Categorical(len(classes), self.cfg.latent_dim))
+            return CategoricalNode(path, key, f, list(classes))
         seen = self.stats.string_max_len.get(stat_key, 32)
         max_len = min(self.cfg.max_string_len, max(8, math.ceil(seen * self.cfg.string_len_slack)))
         return StringNode(path, self.module(key, lambda: StringLiteral(cfg, self.cfg.gru())), f, binary, max_len)
@@ -113,7 +135,8 @@ class _Compiler:
         else:
             mean = self.stats.scalar_mean.get(stat_key)
             cov = self.stats.scalar_cov.get(stat_key)
-            cfg = ScalarTupleConfig(self.cfg.latent_dim, self.cfg.whitening_decay, self.cfg.whitening_eps)
+            cfg = ScalarTupleConfig(self.cfg.latent_dim, self.cfg.whitening_decay, self.cfg.whitening_eps,
+                                    self.cfg.scalar_likelihood)
             key = self.module(f"{scope}.{f.name}", lambda: ScalarTuple(1, cfg, mean, cov))
             return NumberNode(path, key, f)
         key = self.module(f"{scope}.{f.name}", lambda: Categorical(len(classes), self.cfg.latent_dim))
@@ -126,8 +149,10 @@ class _Compiler:
                 choice = self.cfg.field_overrides[k]
                 if choice not in ("categorical", "number"):
                     self.problems.append(Violation(k, f"override must be 'categorical' or 'number', not {choice!r}"))
-                if f.type not in INT_TYPES:
-                    self.problems.append(Violation(k, f"only integer fields can be overridden ({f.type})"))
+                elif f.type == "string" and choice != "categorical":
+                    self.problems.append(Violation(k, "string fields can only be overridden to 'categorical'"))
+                elif f.type not in INT_TYPES and f.type != "string":
+                    self.problems.append(Violation(k, f"only integer and string fields can be overridden ({f.type})"))
                 return choice
         return None
 
@@ -203,7 +228,8 @@ class _Compiler:
         if joint:  # appendix B: the ScalarTuple is the last element of the tuple
             stat = msg.full_name + JOINT
             mean, cov = self.stats.scalar_mean.get(stat), self.stats.scalar_cov.get(stat)
-            cfg = ScalarTupleConfig(self.cfg.latent_dim, self.cfg.whitening_decay, self.cfg.whitening_eps)
+            cfg = ScalarTupleConfig(self.cfg.latent_dim, self.cfg.whitening_decay, self.cfg.whitening_eps,
+                                    self.cfg.scalar_likelihood)
             key = self.module(scope + JOINT, lambda: ScalarTuple(len(joint), cfg, mean, cov))
             children.append(ScalarsNode((msg.path + "." if msg.path else "") + "#floats", key, joint))
         tkey = self.module(scope, lambda: Tuple(len(children), self.cfg.latent_dim, self.cfg.gru()))
@@ -215,7 +241,7 @@ def compile_plan(tree: MessageNode, cfg: ModelConfig, stats: FitStats) -> tuple[
     c = _Compiler(cfg, stats)
     root = c.message(tree)
     unused = sorted(set(cfg.field_overrides) - c.used_overrides)
-    c.problems += [Violation(k, "field_overrides names no integer field of the schema") for k in unused]
+    c.problems += [Violation(k, "field_overrides names no integer or string field of the schema") for k in unused]
     if c.problems:
         raise ConfigError("the model config does not fit the schema", c.problems)
     return root, nn.ModuleDict(c.modules)

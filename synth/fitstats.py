@@ -23,6 +23,7 @@ class FitStats:
     n_records: int = 0
     int_values: dict[str, list[int]] = field(default_factory=dict)  # distinct values, if few
     string_max_len: dict[str, int] = field(default_factory=dict)  # bytes
+    string_values: dict[str, list[str]] = field(default_factory=dict)  # distinct values, if few
     seq_max_len: dict[str, int] = field(default_factory=dict)
     scalar_mean: dict[str, list[float]] = field(default_factory=dict)
     scalar_cov: dict[str, list[list[float]]] = field(default_factory=dict)
@@ -33,6 +34,7 @@ class _Collector:
         self.int_cap = int_cap
         self.ints: dict[str, set | None] = {}
         self.strings: dict[str, int] = {}
+        self.string_sets: dict[str, set | None] = {}
         self.seqs: dict[str, int] = {}
         self.scalars: dict[str, list[list[float]]] = {}
 
@@ -47,6 +49,11 @@ class _Collector:
         elif ftype in ("string", "bytes"):
             n = len(v.encode("utf-8")) if isinstance(v, str) else len(v)
             self.strings[key] = max(self.strings.get(key, 0), n)
+            seen = self.string_sets.setdefault(key, set())
+            if seen is not None and isinstance(v, str):
+                seen.add(v)
+                if len(seen) > self.int_cap:
+                    self.string_sets[key] = None
         elif ftype in FLOAT_TYPES:
             self.scalars.setdefault(key, []).append([float(v)])
 
@@ -107,6 +114,7 @@ def fit_stats(messages: Iterable[Message], int_cap: int = MAX_CATEGORIES) -> Fit
     stats = FitStats(n_records=n)
     stats.int_values = {k: sorted(v) for k, v in c.ints.items() if v is not None}
     stats.string_max_len = dict(c.strings)
+    stats.string_values = {k: sorted(v) for k, v in c.string_sets.items() if v is not None}
     stats.seq_max_len = dict(c.seqs)
     for key, rows in c.scalars.items():
         x = np.asarray(rows, dtype=np.float64)

@@ -316,9 +316,9 @@ class RecordVAE(nn.Module):
                     self._generate(child, e_c, root, batch, g, pending)
                     x = e_c
         elif isinstance(node, ScalarsNode):
-            data.values = m.decode(e).cpu().numpy()
+            data.values = m.decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()
         elif isinstance(node, NumberNode):
-            data.values = m.decode(e).cpu().numpy()[:, 0]
+            data.values = m.decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()[:, 0]
         elif isinstance(node, CategoricalNode):
             data.values = m.decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()
         elif isinstance(node, StringNode):

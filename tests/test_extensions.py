@@ -1,0 +1,105 @@
+"""Our extensions to the paper's model: Gaussian ScalarTuple, categorical strings, re-encoded feedback."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from synth.compiler import ModelConfig
+from synth.errors import ConfigError
+from synth.model import Model
+from synth.nn.scalar_tuple import ScalarTuple, ScalarTupleConfig
+from synth.plan import CategoricalNode, walk
+from synth.records import to_dict
+
+PROTO = """
+syntax = "proto3";
+message Place { string city = 1; string zip = 2; string street = 3; double lat = 4; double lon = 5; }
+"""
+CITIES = {"ALBURGH": ("05440", 44.9, -73.2), "BARRE": ("05641", 44.2, -72.5), "DOVER": ("05356", 42.9, -72.8)}
+
+
+def places(n: int = 90) -> list[dict]:
+    out = []
+    for i in range(n):
+        city = list(CITIES)[i % 3]
+        zip_, lat, lon = CITIES[city]
+        out.append({"city": city, "zip": zip_, "street": f"{i % 7} MAIN ST",
+                    "lat": lat + 0.01 * ((i * 7) % 5 - 2), "lon": lon + 0.01 * ((i * 3) % 5 - 2)})
+    return out
+
+
+def test_gaussian_scalar_tuple_nll_matches_the_closed_form():
+    st = ScalarTuple(1, ScalarTupleConfig(dim=4, likelihood="gaussian"))
+    with torch.no_grad():
+        st.dec.weight.zero_()
+        st.dec.bias.fill_(0.5)
+        st.scale.bias.fill_(math.log(math.e**2 - 1))  # softplus -> 2
+    emb = torch.zeros(1, 4)
+    xw = torch.tensor([[1.5]])
+    sigma = 2.0 + 1e-3
+    expected = 0.5 * ((1.5 - 0.5) / sigma) ** 2 + math.log(sigma)
+    assert st.loss(emb, xw).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_gaussian_scalar_tuple_samples_with_the_predicted_covariance():
+    st = ScalarTuple(2, ScalarTupleConfig(dim=4, likelihood="gaussian"))
+    with torch.no_grad():
+        st.dec.weight.zero_()
+        st.dec.bias.copy_(torch.tensor([1.0, -1.0]))
+        st.scale.bias.copy_(torch.tensor([math.log(math.e**0.5 - 1), math.log(math.e**0.5 - 1), 0.3]))
+    emb = torch.zeros(20000, 4)
+    g = torch.Generator().manual_seed(0)
+    draws = st.decode(emb, generator=g)  # mean 0 / identity whitening: raw == whitened
+    chol = st.cholesky(emb[:1])[0].double()
+    assert torch.allclose(draws.mean(0), torch.tensor([1.0, -1.0], dtype=torch.float64), atol=0.03)
+    assert torch.allclose(torch.cov(draws.T), chol @ chol.T, atol=0.03)
+    greedy = st.decode(emb[:3], greedy=True)  # the mean (up to the whitening eps)
+    assert torch.allclose(greedy, torch.tensor([[1.0, -1.0]] * 3, dtype=torch.float64), atol=1e-4)
+
+
+def test_strings_can_be_modelled_as_categories():
+    cfg = ModelConfig(latent_dim=16, char_dim=8, field_overrides={"city": "categorical", "zip": "categorical"})
+    model = Model.create(PROTO, "Place", records=places(), config=cfg)
+    cats = {n.path: n for n in walk(model.plan) if isinstance(n, CategoricalNode)}
+    assert sorted(cats) == ["city", "zip"]
+    assert cats["city"].classes == sorted(CITIES)
+    msgs = model.messages(places(6))
+    assert [m.SerializeToString() for m in model.codec.decode(model.codec.encode(msgs))] == \
+           [m.SerializeToString() for m in msgs]
+    samples = [to_dict(r) for r in model.sample(200, seed=0)]
+    assert {s["city"] for s in samples} <= set(CITIES)  # only values seen in training
+    with pytest.raises(Exception) as e:
+        model.encode([{"city": "NOWHERE", "zip": "05440"}])
+    assert "city" in str(e.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"city": "number"}, "string fields can only be overridden to 'categorical'"),
+    ({"lat": "categorical"}, "names no integer or string field"),
+    ({"nope": "categorical"}, "names no integer or string field"),
+])
+def test_bad_overrides_are_refused(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        Model.create(PROTO, "Place", records=places(), config=ModelConfig(latent_dim=16, field_overrides=overrides))
+    assert message in str(e.value)
+
+
+def test_model_config_is_validated():
+    with pytest.raises(ConfigError):
+        ModelConfig(scalar_likelihood="laplace")
+    with pytest.raises(ConfigError):
+        ModelConfig(generation_feedback="sometimes")
+
+
+def test_reencoded_feedback_generates_valid_deterministic_records():
+    cfg = ModelConfig(latent_dim=16, char_dim=8, generation_feedback="reencoded", scalar_likelihood="gaussian",
+                      field_overrides={"city": "categorical"})
+    model = Model.create(PROTO, "Place", records=places(), config=cfg)
+    a = [r.SerializeToString() for r in model.sample(50, seed=3)]
+    b = [r.SerializeToString() for r in model.sample(50, seed=3)]
+    assert a == b
+    assert all(model.message_class.FromString(x).city in CITIES for x in a)
+    fixed = model.sample(20, seed=1, where={"city": "BARRE"})
+    assert all(r.city == "BARRE" for r in fixed)
