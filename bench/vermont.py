@@ -86,6 +86,16 @@ def score(model: Model, train: list[dict], test: list[dict], samples: int, seed:
     }
 
 
+def rescore(name: str, device: str, samples: int, out: Path) -> dict:
+    """Score an existing run again (e.g. after `synth fit-prior`), keeping its training numbers."""
+    row = json.loads((out / name / "bench.json").read_text())
+    train, test = benchmark_data()
+    model = store.load(out / name, device=device)
+    row.update(score(model, train, test, samples, seed=0))
+    (out / name / "bench.json").write_text(json.dumps(row, indent=1))
+    return row
+
+
 def run_regime(name: str, minutes: float, device: str, samples: int, out: Path) -> dict:
     run = RunConfig.from_file(ROOT / f"bench/configs/{name}.toml", device=device)
     run = dataclasses.replace(run, train=dataclasses.replace(run.train, time_budget_s=minutes * 60))
@@ -168,6 +178,7 @@ def main() -> None:
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     ap.add_argument("--collect", action="store_true",
                     help="train nothing: tabulate the bench.json of runs made earlier (e.g. in parallel)")
+    ap.add_argument("--rescore", action="store_true", help="train nothing: score existing runs again")
     ap.add_argument("--note", default="", help="a line for the doc, e.g. how the runs shared the machine")
     a = ap.parse_args()
     if a.threads:
@@ -175,6 +186,8 @@ def main() -> None:
     names = a.regimes.split(",")
     if a.collect:
         rows = [json.loads((Path(a.out) / n / "bench.json").read_text()) for n in names]
+    elif a.rescore:
+        rows = [rescore(n, a.device, a.samples, Path(a.out)) for n in names]
     else:
         rows = [run_regime(name, a.minutes, a.device, a.samples, Path(a.out)) for name in names]
     print(table(rows))

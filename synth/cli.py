@@ -1,6 +1,6 @@
 """The `synth` command line (DESIGN.md section 6). Reads flags and files, calls the library.
 
-Subcommands: inspect, train, sample, encode, decode, interpolate, evaluate, serve.
+Subcommands: inspect, train, sample, encode, decode, interpolate, evaluate, fit-prior, serve.
 `sample|encode|decode|interpolate --server URL` talk to a running server instead.
 Errors from the library are printed as one clear message (exit 2); no tracebacks.
 """
@@ -185,6 +185,18 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_prior(a: argparse.Namespace) -> int:
+    from synth import store
+
+    model = _load(a.model)
+    data = _read_data(a.data, model.schema, a.data_format, a.skip_bad)
+    model.fit_latent_prior(data, a.components, seed=a.seed)
+    out = a.out or str(store.resolve(a.model))
+    store.save(model, out)
+    print(f"fitted a {model.vae.prior_weights.numel()}-component latent prior; saved to {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from server.main import serve
 
@@ -269,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     data_args(s)
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("fit-prior", help="fit the mixture latent prior used for generation (after training)")
+    s.add_argument("model")
+    s.add_argument("--data", required=True, help="training data")
+    s.add_argument("--components", type=int, default=1024)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="write the updated artifact here (default: in place)")
+    data_args(s)
+    s.set_defaults(func=cmd_fit_prior)
 
     s = sub.add_parser("serve", help="serve models over REST and gRPC")
     s.add_argument("--models", default="./models")

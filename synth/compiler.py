@@ -61,6 +61,7 @@ class ModelConfig:
     max_string_len: int = 256  # hard cap on generated string length (bytes)
     string_len_slack: float = 1.5  # generation stops at slack x the longest training value
     max_sequence_len: int = 64
+    latent_prior_components: int = 0  # 0: generate from one Gaussian (paper); K: a K-component mixture
     scalar_likelihood: str = "mse"  # "mse" (paper) or "gaussian" (learned spread; see ScalarTuple)
     # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
     # or the encoder's embedding of the leaf value actually drawn ("reencoded").

@@ -21,6 +21,7 @@ from synth.codec import Codec
 from synth.compiler import ModelConfig, compile_plan
 from synth.condition import parse_where
 from synth.errors import InvalidArgument
+from synth.latent_prior import Mixture, fit_mixture, sample_mixture
 from synth.fitstats import FitStats, fit_stats
 from synth.plan import TupleNode
 from synth.records import to_messages
@@ -154,10 +155,28 @@ class Model:
         return z.float()
 
     @torch.no_grad()
+    def fit_latent_prior(self, records: Sequence[Any], components: int, max_records: int = 20000,
+                         seed: int = 0) -> None:
+        """Fit the mixture prior used for generation to the posteriors of `records`."""
+        if components < 1:
+            raise InvalidArgument(f"components must be >= 1, got {components}")
+        g = torch.Generator().manual_seed(seed)
+        msgs = self.messages(records)
+        if len(msgs) > max_records:
+            msgs = [msgs[i] for i in torch.randperm(len(msgs), generator=g)[:max_records].tolist()]
+        mu, sigma = self.encode(msgs)
+        mix = fit_mixture(mu, sigma, components, generator=g)
+        self.vae.set_prior(mix.weights, mix.means, mix.stds)
+
+    @torch.no_grad()
     def sample_latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """z ~ N(m, S), the moving mean/covariance of training latents (paper section 2.4)."""
+        """z from the fitted mixture prior, else z ~ N(m, S), the moving mean/covariance of
+        the training latents (paper section 2.4)."""
         if n < 0:
             raise InvalidArgument(f"n must be >= 0, got {n}")
+        if self.vae.prior_weights.numel():
+            mix = Mixture(self.vae.prior_weights, self.vae.prior_means, self.vae.prior_stds)
+            return sample_mixture(mix, n, generator)
         mean, cov = self.vae.latent_distribution()
         eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
         chol = torch.linalg.cholesky(cov + 1e-6 * eye)

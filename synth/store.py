@@ -76,7 +76,9 @@ def manifest_of(model: Model) -> dict[str, Any]:
         "fit_stats": dataclasses.asdict(model.stats),
         "vocabulary": {"kind": "utf-8 bytes", "size": VOCAB, "eos": EOS},
         "normalisation": normalisation,
-        "latent": {"steps": float(model.vae.latent_steps), "mean": mean.tolist(), "cov": cov.tolist()},
+        "latent": {"steps": float(model.vae.latent_steps), "mean": mean.tolist(), "cov": cov.tolist(),
+                   "prior": "mixture" if model.vae.prior_weights.numel() else "gaussian",
+                   "mixture_components": int(model.vae.prior_weights.numel())},
         "metadata": model.metadata,
     }
 
@@ -152,6 +154,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Model:
     model = Model(schema, config, stats)
     try:
         state = load_file(str(weights), device="cpu")
+        if "prior_weights" in state:  # a fitted mixture prior: its size is the data's
+            model.vae.set_prior(state["prior_weights"], state["prior_means"], state["prior_stds"])
         model.vae.load_state_dict(state, strict=True)
     except Exception as e:  # safetensors raises its own error types for truncated files
         raise ArtifactError(f"{weights}: weights do not fit the model ({e})") from e

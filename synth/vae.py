@@ -78,6 +78,10 @@ class RecordVAE(nn.Module):
         self.register_buffer("latent_m1", torch.zeros(d, dtype=torch.float64))
         self.register_buffer("latent_m2", torch.zeros(d, d, dtype=torch.float64))
         self.register_buffer("latent_steps", torch.zeros((), dtype=torch.float64))
+        # Optional mixture prior for generation (synth.latent_prior); empty until fitted.
+        self.register_buffer("prior_weights", torch.zeros(0))
+        self.register_buffer("prior_means", torch.zeros(0, d))
+        self.register_buffer("prior_stds", torch.zeros(0, d))
         self._roots: dict[str, torch.Tensor] = {}
 
     @property
@@ -153,6 +157,13 @@ class RecordVAE(nn.Module):
         self.latent_m1.mul_(a).add_((1 - a) * z.mean(0))
         self.latent_m2.mul_(a).add_((1 - a) * (z.T @ z) / z.shape[0])
         self.latent_steps.add_(1)
+
+    def set_prior(self, weights: torch.Tensor, means: torch.Tensor, stds: torch.Tensor) -> None:
+        """Install a fitted mixture prior (shapes may differ from the current, empty, buffers)."""
+        dev = self.latent_m1.device
+        self.prior_weights = weights.float().to(dev)
+        self.prior_means = means.float().to(dev)
+        self.prior_stds = stds.float().to(dev)
 
     def latent_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (D,) and covariance (D, D) to sample z from; N(0, I) before any training."""

@@ -221,7 +221,11 @@ class Trainer:
         return self.bad_evals >= self.cfg.early_stopping_patience
 
     def finalize(self, wall_s: float) -> None:
-        """Write the final artifact, with the resolved run config and a summary."""
+        """Fit the generation prior if asked, and write the final artifact with the resolved
+        run config and a summary."""
+        if self.model.config.latent_prior_components:
+            self.model.fit_latent_prior(self.train_msgs, self.model.config.latent_prior_components,
+                                        seed=self.cfg.seed)
         self.model.metadata.update({
             "run_config": self.run_config.to_dict(),
             "summary": {"steps": self.step, "wall_s": round(wall_s, 1), "device": str(self.device),
