@@ -134,3 +134,16 @@ def test_mixture_prior_is_fitted_saved_and_used(tmp_path):
     zs = loaded.sample_latents(500, torch.Generator().manual_seed(0))
     nearest = torch.cdist(zs, loaded.vae.prior_means).min(1).values
     assert (nearest < 6 * loaded.vae.prior_stds.max()).all()
+
+
+def test_training_fits_the_configured_mixture_prior(tmp_path):
+    from synth import store
+    from synth.train import TrainConfig, Trainer
+
+    cfg = ModelConfig(latent_dim=16, char_dim=8, latent_prior_components=5)
+    model = Model.create(PROTO, "Place", records=places(), config=cfg)
+    Trainer(model, TrainConfig(steps=3, batch_size=8, eval_every=0, checkpoint_every=0), places(),
+            out_dir=tmp_path / "run", progress=False).run()
+    loaded = store.load(tmp_path / "run")
+    assert loaded.vae.prior_weights.numel() == 5
+    assert loaded.vae.prior_weights.sum().item() == pytest.approx(1.0)
