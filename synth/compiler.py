@@ -62,6 +62,10 @@ class ModelConfig:
     string_len_slack: float = 1.5  # generation stops at slack x the longest training value
     max_sequence_len: int = 64
     latent_prior_components: int = 0  # 0: generate from one Gaussian (paper); K: a K-component mixture
+    # Generation defaults (used when a call gives none): the temperature of leaf draws
+    # (characters, categories, Gaussian scalars) and the scale of the latent noise.
+    sample_temperature: float = 1.0
+    latent_temperature: float = 1.0
     scalar_likelihood: str = "mse"  # "mse" (paper) or "gaussian" (learned spread; see ScalarTuple)
     # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
     # or the encoder's embedding of the leaf value actually drawn ("reencoded").
@@ -73,6 +77,8 @@ class ModelConfig:
             problems.append(Violation("scalar_likelihood", "must be 'mse' or 'gaussian'"))
         if self.generation_feedback not in ("emitted", "reencoded"):
             problems.append(Violation("generation_feedback", "must be 'emitted' or 'reencoded'"))
+        if not (self.sample_temperature > 0 and self.latent_temperature > 0):
+            problems.append(Violation("sample_temperature", "temperatures must be > 0"))
         if self.n_levels < 1 or self.latent_dim < 1:
             problems.append(Violation("n_levels", "n_levels and latent_dim must be >= 1"))
         if problems:

@@ -130,10 +130,11 @@ class Model:
         return torch.cat(mus), torch.cat(sigmas)
 
     @torch.no_grad()
-    def decode(self, z: Any, temperature: float = 1.0, greedy: bool = False,
+    def decode(self, z: Any, temperature: float | None = None, greedy: bool = False,
                seed: int | None = None, generator: torch.Generator | None = None) -> list[Message]:
         """Latents (n, latent_dim) -> records. Deterministic with greedy=True or a seed."""
         z = self._latents(z)
+        temperature = self.config.sample_temperature if temperature is None else temperature
         g = generator or self.generator(seed)
         self.vae.eval()
         out: list[Message] = []
@@ -174,16 +175,17 @@ class Model:
         the training latents (paper section 2.4)."""
         if n < 0:
             raise InvalidArgument(f"n must be >= 0, got {n}")
+        scale = self.config.latent_temperature
         if self.vae.prior_weights.numel():
-            mix = Mixture(self.vae.prior_weights, self.vae.prior_means, self.vae.prior_stds)
+            mix = Mixture(self.vae.prior_weights, self.vae.prior_means, self.vae.prior_stds * scale)
             return sample_mixture(mix, n, generator)
         mean, cov = self.vae.latent_distribution()
         eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
         chol = torch.linalg.cholesky(cov + 1e-6 * eye)
-        eps = torch.randn(n, cov.shape[0], generator=generator, device=self.device, dtype=cov.dtype)
+        eps = torch.randn(n, cov.shape[0], generator=generator, device=self.device, dtype=cov.dtype) * scale
         return (mean + eps @ chol.T).float()
 
-    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0, greedy: bool = False,
+    def sample(self, n: int, seed: int | None = None, temperature: float | None = None, greedy: bool = False,
                where: dict[str, Any] | None = None, candidates: int = 16) -> list[Message]:
         """n fake records; the same seed gives the same records.
 
@@ -191,6 +193,7 @@ class Model:
         satisfies them exactly, and the other fields are drawn conditioned on them.
         """
         g = self.generator(seed)
+        temperature = self.config.sample_temperature if temperature is None else temperature
         if not where:
             return self.decode(self.sample_latents(n, g), temperature, greedy, generator=g)
         return self._sample_where(n, g, temperature, greedy, where, max(1, candidates))

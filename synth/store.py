@@ -156,6 +156,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Model:
         state = load_file(str(weights), device="cpu")
         if "prior_weights" in state:  # a fitted mixture prior: its size is the data's
             model.vae.set_prior(state["prior_weights"], state["prior_means"], state["prior_stds"])
+        else:  # artifacts from before the mixture prior existed: none fitted
+            state.update({k: v for k, v in model.vae.state_dict().items() if k.startswith("prior_")})
         model.vae.load_state_dict(state, strict=True)
     except Exception as e:  # safetensors raises its own error types for truncated files
         raise ArtifactError(f"{weights}: weights do not fit the model ({e})") from e

@@ -175,9 +175,9 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
-def _temperature(t: float | None) -> float:
+def _temperature(t: float | None) -> float | None:
     if t is None:
-        return 1.0
+        return None  # the model's own default (ModelConfig.sample_temperature)
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
         raise InvalidArgument(f"temperature must be a finite number > 0, got {t!r}",
                               [Violation("temperature", "expected a number > 0")])
