@@ -86,11 +86,27 @@ def score(model: Model, train: list[dict], test: list[dict], samples: int, seed:
     }
 
 
-def rescore(name: str, device: str, samples: int, out: Path) -> dict:
-    """Score an existing run again (e.g. after `synth fit-prior`), keeping its training numbers."""
+GENERATION_FIELDS = ("generation_feedback", "latent_prior_components", "sample_temperature", "latent_temperature")
+
+
+def rescore(name: str, device: str, samples: int, out: Path, config: str | None = None) -> dict:
+    """Score an existing run again, keeping its training numbers.
+
+    With `config` (a regime name), first apply that regime's generation settings, which
+    do not touch the weights (feedback, mixture prior, temperatures), fitting the mixture
+    prior if it asks for one; the artifact is saved with them.
+    """
     row = json.loads((out / name / "bench.json").read_text())
     train, test = benchmark_data()
     model = store.load(out / name, device=device)
+    if config:
+        wanted = RunConfig.from_file(ROOT / f"bench/configs/{config}.toml").model
+        model.config = dataclasses.replace(model.config, **{f: getattr(wanted, f) for f in GENERATION_FIELDS})
+        if model.config.latent_prior_components:
+            model.fit_latent_prior(train, model.config.latent_prior_components)
+        model.metadata.setdefault("run_config", {})["model"] = dataclasses.asdict(model.config)
+        store.save(model, out / name)
+        row["generation_config"] = config
     row.update(score(model, train, test, samples, seed=0))
     (out / name / "bench.json").write_text(json.dumps(row, indent=1))
     return row
@@ -149,11 +165,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(rows: list[dict], command: str, minutes: float, samples: int, note: str = "") -> None:
+def write_doc(rows: list[dict], command: str, minutes: float | None, samples: int, note: str = "") -> None:
     body = "\n".join([
         f"Command: `{command}`  ",
-        f"Hardware: {rows[0]['hardware']} ({rows[0]['device']}); budget {minutes:g} min of training per regime; "
-        f"{samples} samples scored against the training split.",
+        f"Hardware: {rows[0]['hardware']} ({rows[0]['device']}); "
+        + (f"budget {minutes:g} min of training per regime; " if minutes else "training budget: the `train min` column; ")
+        + f"{samples} samples scored against the training split.",
         *([note] if note else []),
         "",
         table(rows),
@@ -179,6 +196,7 @@ def main() -> None:
     ap.add_argument("--collect", action="store_true",
                     help="train nothing: tabulate the bench.json of runs made earlier (e.g. in parallel)")
     ap.add_argument("--rescore", action="store_true", help="train nothing: score existing runs again")
+    ap.add_argument("--generation-from", help="with --rescore: apply this regime's generation settings first")
     ap.add_argument("--note", default="", help="a line for the doc, e.g. how the runs shared the machine")
     a = ap.parse_args()
     if a.threads:
@@ -187,7 +205,7 @@ def main() -> None:
     if a.collect:
         rows = [json.loads((Path(a.out) / n / "bench.json").read_text()) for n in names]
     elif a.rescore:
-        rows = [rescore(n, a.device, a.samples, Path(a.out)) for n in names]
+        rows = [rescore(n, a.device, a.samples, Path(a.out), a.generation_from) for n in names]
     else:
         rows = [run_regime(name, a.minutes, a.device, a.samples, Path(a.out)) for name in names]
     print(table(rows))
@@ -197,7 +215,8 @@ def main() -> None:
           f"{best['p_mean'] / max(peer['p_mean'], 1e-9):.0f}x")
     rows = rows + [peer]
     if not a.no_doc:
-        write_doc(rows, "python " + " ".join(sys.argv), a.minutes, a.samples, a.note)
+        write_doc(rows, "python " + " ".join(sys.argv), None if (a.collect or a.rescore) else a.minutes,
+                  a.samples, a.note)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ def save(model: Model, directory: str | Path) -> Path:
         manifest = manifest_of(model)
         manifest["weights_sha256"] = _sha256(tmp_weights)
         tmp_manifest.write_text(json.dumps(manifest, indent=1))
+        os.chmod(tmp_weights, 0o644)  # safetensors writes 0600; artifacts are shared and packaged
         os.replace(tmp_weights, directory / WEIGHTS)
         os.replace(tmp_manifest, directory / MANIFEST)
     finally:
