@@ -211,11 +211,12 @@ class Model:
         cond.message = anchor
         _, enc = self.vae.encode(self.codec.encode([anchor]))
         embeddings = {p: enc[p] for p in fixed}  # (1, D) each
+        draw = self._conditioned_prior(cond, fixed)
         out: list[Message] = []
         per_chunk = max(1, CHUNK // candidates)
         for start in range(0, n, per_chunk):
             k = min(per_chunk, n - start)
-            z = self.sample_latents(k * candidates, g)
+            z = draw(k * candidates, g)
             if fixed:
                 ll = self.vae.fixed_loglik(self.codec.encode([cond.message] * (k * candidates)),
                                            z.to(self.device), fixed)
@@ -230,6 +231,23 @@ class Model:
                 cond.apply(r)
             out += records
         return out
+
+    def _conditioned_prior(self, cond, fixed: frozenset[str]):
+        """A latent sampler that already favours the condition, where the prior allows it.
+
+        With a mixture prior, each component is reweighted by the decoder's likelihood of
+        the fixed values at its mean (one pass over K components), so candidates come from
+        the regions of latent space that produce them; the per-record resampling then
+        refines within those. With the single-Gaussian prior, draws are unconditioned.
+        """
+        if not fixed or not self.vae.prior_weights.numel():
+            return self.sample_latents
+        means = self.vae.prior_means
+        ll = torch.cat([self.vae.fixed_loglik(self.codec.encode([cond.message] * len(chunk)), chunk, fixed)
+                        for chunk in means.split(CHUNK)])
+        logw = torch.log(self.vae.prior_weights.double()) + ll.double()
+        mix = Mixture(torch.softmax(logw, 0).float(), means, self.vae.prior_stds * self.config.latent_temperature)
+        return lambda n, g: sample_mixture(mix, n, g)
 
     def reconstruct(self, records: Sequence[Any], greedy: bool = True, seed: int | None = None) -> list[Message]:
         """decode(encode(records).mu): greedy by default, so the result is deterministic."""
