@@ -300,11 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _errors() -> tuple[type[Exception], ...]:
+    """The library's errors, and in client mode the client's (which mirror them)."""
+    try:
+        from synth_client.errors import SynthError as ClientError
+    except ImportError:
+        return (SynthError,)
+    return (SynthError, ClientError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SynthError as e:
+    except _errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:
