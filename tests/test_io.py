@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from synth.errors import DataError, InvalidArgument
+from synth.datasets import vermont_csv_path
 from synth.io import ReadResult, detect_format, read_records, write_records
 from synth.io.binpb_format import encode_varint
 from synth.records import message_class_of
 from synth.schema.loader import load_schema
 
 REPO = Path(__file__).resolve().parents[1]
-VERMONT = Path(__file__).resolve().parents[2] / "shared/data/vermont/addresses.csv"
+VERMONT = vermont_csv_path()  # the packaged, gzipped copy of the paper's data
 
 PROTO = """
 syntax = "proto3";
@@ -193,8 +194,6 @@ def test_csv_writer_cells(Item):
 # ---------------------------------------------------------------------------- CSV reading
 
 
-@pytest.mark.skipif(not VERMONT.is_file(), reason=f"the Vermont address data is not at {VERMONT} "
-                    "(it lives in the shared data folder beside the repository)")
 def test_vermont_addresses_csv():
     address = load_schema(REPO / "protos/examples/address.proto", "Address")
     result = read_records(VERMONT, address.message_class)
