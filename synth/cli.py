@@ -42,6 +42,18 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop training with a checkpoint. Installed explicitly:
+    a process started in the background by a shell inherits SIGINT as ignored."""
+    import signal
+
+    def interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     import torch
 
@@ -61,6 +73,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         torch.manual_seed(run.train.seed)
         model = Model.create(schema, records=train, config=run.model)
         trainer = Trainer(model, run.train, train, test, out, run_config=run)
+    _interrupt_on_signals()
     result = trainer.run()
     if result.stopped:
         print(f"stopped at step {result.step}; checkpoint saved in {out / 'checkpoint'} "

@@ -220,7 +220,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         assert torch.equal(va, vb), ka
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     proto, data, cfg = _write_inputs(tmp_path)
     out = tmp_path / "interrupted"
     proc = subprocess.Popen(_train_cmd(proto, data, cfg, out, 100000),
@@ -229,7 +230,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     deadline = time.time() + 120
     while _checkpoint_step(out) < 5 and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "continue with --resume" in err
