@@ -11,7 +11,6 @@ the artifact's manifest (`metadata.metrics`), where the server shows them.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time

@@ -18,7 +18,7 @@ Values each node kind carries (codec):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from synth.schema.tree import FieldNode, MessageNode
 

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from synth.batch import Batch, NodeData, pack_strings, tensor
 from synth.compiler import ModelConfig
 from synth.nn.stdnet import StdNet
 from synth.plan import (CategoricalNode, Node, NumberNode, OneofNode, PresenceNode, ScalarsNode,
-                        SequenceNode, StringNode, TruncatedNode, TupleNode, walk)
+                        SequenceNode, StringNode, TruncatedNode, TupleNode)
 
 
 @dataclass

@@ -9,12 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 
 from synth import store
 from synth.cli import main
-from synth.datasets import vermont_split
-from synth.records import to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 

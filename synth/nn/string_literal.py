@@ -83,6 +83,7 @@ class StringLiteral(nn.Module):
         h = self.dec_init(emb)  # (N, dim)
         logits = []
         counts = active_counts(lengths, steps) + [0]
+        prev = tokens[:0, 0]  # the previous step's input symbols (none before step 0)
         for t in range(steps):
             a, nxt = counts[t], counts[t + 1]
             if a == 0:
