@@ -30,10 +30,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from doc import replace_block  # noqa: E402
 from synth import store  # noqa: E402
 from synth.datasets import vermont_split  # noqa: E402
-from synth.eval.levenshtein import per_char  # noqa: E402
-from synth.eval.memorization import copied_share, record_copy_share  # noqa: E402
+from synth.eval.memorization import record_copy_share  # noqa: E402
 from synth.eval.pvalue import fit_group_stats, pvalues  # noqa: E402
-from synth.eval.report import as_dicts  # noqa: E402
+from synth.eval.report import as_dicts, evaluate  # noqa: E402
 from synth.model import Model  # noqa: E402
 from synth.train import RunConfig, Trainer  # noqa: E402
 
@@ -67,22 +66,18 @@ def benchmark_data() -> tuple[list[dict], list[dict]]:
 
 
 def score(model: Model, train: list[dict], test: list[dict], samples: int, seed: int) -> dict:
-    stats = fit_group_stats(train, "postcode", ["lat", "lon"])
-    generated = as_dicts(model.sample(samples, seed=seed))
-    p = pvalues(generated, stats)
-    originals = train[:10000]
-    recon = as_dicts(model.reconstruct(originals))
-    beta = model.metadata.get("run_config", {}).get("train", {}).get("beta", {}).get("end", 0.0)
+    """The benchmark's columns, taken from `synth evaluate`'s report (one metrics code path)."""
+    r = evaluate(model, train, test, n_samples=samples, seed=seed, chains=0)
+    p, memo, loss = r["pvalue"], r["memorization"], r["loss"]
+    examples = as_dicts(model.sample(3, seed=seed))
     return {
-        "p_mean": p.mean, "p_median": p.median, "p_std": p.std,
-        "malformed": p.malformed, "unknown": p.unknown, "unknown_pct": 100.0 * p.unknown / samples,
-        "levenshtein": per_char([r.get("street", "") for r in originals], [r.get("street", "") for r in recon]),
-        "street_in_training": copied_share([g.get("street", "") for g in generated], [t.get("street", "") for t in train]),
-        "record_copies": record_copy_share(generated, train),
-        "train_loss": model.loss(train[:2048], beta, sample_latent=True).total,
-        "test_loss": model.loss(test[:2048], beta, sample_latent=True).total,
-        "generated_loss": model.loss(generated[:2048], beta, sample_latent=True).total,
-        "examples": [{k: g.get(k) for k in ("number", "street", "city", "postcode", "lat", "lon")} for g in generated[:3]],
+        "p_mean": p["mean"], "p_median": p["median"], "p_std": p["std"],
+        "malformed": p["malformed"], "unknown": p["unknown"], "unknown_pct": 100.0 * p["unknown"] / samples,
+        "levenshtein": r["levenshtein_per_char"]["street"],
+        "street_in_training": memo["values_in_training"]["street"],
+        "record_copies": memo["records_in_training"],
+        "train_loss": loss["train"], "test_loss": loss["test"], "generated_loss": loss["generated"],
+        "examples": [{k: g.get(k) for k in ("number", "street", "city", "postcode", "lat", "lon")} for g in examples],
     }
 
 

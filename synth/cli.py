@@ -157,7 +157,6 @@ def _latents_in(path: str) -> list[list[float]]:
 
 
 def cmd_decode(a: argparse.Namespace) -> int:
-    from synth.records import to_dict
 
     z = _latents_in(a.input)
     if a.server:
@@ -165,12 +164,11 @@ def cmd_decode(a: argparse.Namespace) -> int:
         return 0
     model = _load(a.model)
     records = model.decode(z, temperature=a.temperature, greedy=a.greedy, seed=a.seed)
-    _jsonl_out([to_dict(r) for r in records], a.output)
+    _write(records, model.message_class, "jsonl", a.output)
     return 0
 
 
 def cmd_interpolate(a: argparse.Namespace) -> int:
-    from synth.records import to_dict
 
     pair = _read_jsonl(a.input)
     if len(pair) != 2:
@@ -181,7 +179,7 @@ def cmd_interpolate(a: argparse.Namespace) -> int:
         return 0
     model = _load(a.model)
     records, _ = model.interpolate(pair[0], pair[1], a.steps, a.method)
-    _jsonl_out([to_dict(r) for r in records], a.output)
+    _write(records, model.message_class, "jsonl", a.output)
     return 0
 
 

@@ -155,10 +155,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Model:
     model = Model(schema, config, stats)
     try:
         state = load_file(str(weights), device="cpu")
-        if "prior_weights" in state:  # a fitted mixture prior: its size is the data's
+        if "prior_weights" in state:  # the mixture prior's size is the data's, not the config's
             model.vae.set_prior(state["prior_weights"], state["prior_means"], state["prior_stds"])
-        else:  # artifacts from before the mixture prior existed: none fitted
-            state.update({k: v for k, v in model.vae.state_dict().items() if k.startswith("prior_")})
         model.vae.load_state_dict(state, strict=True)
     except Exception as e:  # safetensors raises its own error types for truncated files
         raise ArtifactError(f"{weights}: weights do not fit the model ({e})") from e

@@ -81,7 +81,6 @@ class RecordVAE(nn.Module):
         self.register_buffer("prior_weights", torch.zeros(0))
         self.register_buffer("prior_means", torch.zeros(0, d))
         self.register_buffer("prior_stds", torch.zeros(0, d))
-        self._roots: dict[str, torch.Tensor] = {}
 
     @property
     def device(self) -> torch.device:
