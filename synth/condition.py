@@ -20,7 +20,8 @@ from typing import Any
 from google.protobuf.message import Message
 
 from synth.errors import InvalidArgument, Violation
-from synth.plan import Node, PresenceNode, ScalarsNode, TupleNode
+from synth.kinds import kind_of
+from synth.plan import Node, TupleNode
 from synth.records import to_message
 
 
@@ -36,19 +37,13 @@ def where_targets(plan: TupleNode) -> dict[str, Target]:
 
     def visit(tuple_node: TupleNode, prefix: str, presence: tuple[str, ...]) -> None:
         for child in tuple_node.children:
-            if isinstance(child, ScalarsNode):
-                for f in child.fields:
-                    out[prefix + f.name] = Target(child, presence)
-                continue
-            f = getattr(child, "field", None)
-            if f is None or f.repeated:
-                continue
-            out[prefix + f.name] = Target(child, presence)
-            inner, pres = child, presence
-            if isinstance(child, PresenceNode):
-                inner, pres = child.child, presence + (child.path,)
-            if isinstance(inner, TupleNode) and not inner.map_entry:
-                visit(inner, prefix + f.name + ".", pres)
+            kind = kind_of(child)
+            fields = kind.where_fields(child)
+            for f in fields:
+                out[prefix + f.name] = Target(child, presence)
+            scope = kind.where_scope(child) if len(fields) == 1 else None
+            if scope is not None:  # a singular message field: its own fields can be fixed too
+                visit(scope[0], prefix + fields[0].name + ".", presence + scope[1])
 
     visit(plan, "", ())
     return out
@@ -82,16 +77,14 @@ class Condition:
         """Tuple-child node paths that are fully fixed (a ScalarTuple only if all its fields are)."""
         out = set()
         for path, t in self.paths.items():
-            if isinstance(t.node, ScalarsNode):
-                prefix = path.rsplit(".", 1)[0] + "." if "." in path else ""
-                if not all(prefix + f.name in self.paths for f in t.node.fields):
-                    continue
-            out.add(t.node.path)
+            prefix = path.rsplit(".", 1)[0] + "." if "." in path else ""
+            if all(prefix + f.name in self.paths for f in kind_of(t.node).where_fields(t.node)):
+                out.add(t.node.path)
         return frozenset(out)
 
     def forced_presence(self) -> frozenset[str]:
         out = {p for t in self.paths.values() for p in t.presence}
-        out |= {t.node.path for t in self.paths.values() if isinstance(t.node, PresenceNode)}
+        out |= {p for t in self.paths.values() for p in kind_of(t.node).presence_paths(t.node)}
         return frozenset(out)
 
     def apply(self, record: Message) -> None:

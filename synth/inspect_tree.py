@@ -1,11 +1,14 @@
-"""A readable rendering of the compiled module tree, with parameter counts (`synth inspect`)."""
+"""A readable rendering of the compiled module tree, with parameter counts (`synth inspect`).
+
+Each node's one-line description is its kind's `render` (synth.kinds).
+"""
 from __future__ import annotations
 
 from torch import nn
 
+from synth.kinds import kind_of
 from synth.model import Model
-from synth.plan import (CategoricalNode, Node, NumberNode, OneofNode, PresenceNode, ScalarsNode,
-                        SequenceNode, StringNode, TruncatedNode, TupleNode, children_of)
+from synth.plan import Node, children_of
 
 
 def _params(m: nn.Module) -> int:
@@ -19,26 +22,7 @@ def _label(node: Node, model: Model, seen: set[str]) -> str:
     count = "" if not node.module else (
         f"  [{node.module}, shared]" if shared else f"  [{node.module}, {_params(mods[node.module]):,} params]")
     name = node.path.rsplit(".", 1)[-1] or model.schema.message_name
-    if isinstance(node, TupleNode):
-        kind = f"Tuple({node.full_name}, {len(node.children)} children)"
-    elif isinstance(node, ScalarsNode):
-        kind = f"ScalarTuple({', '.join(f.name for f in node.fields)})"
-    elif isinstance(node, NumberNode):
-        kind = f"Scalar({node.field.type})"
-    elif isinstance(node, StringNode):
-        kind = f"StringLiteral({'bytes' if node.binary else 'utf-8'}, max {node.max_len})"
-    elif isinstance(node, CategoricalNode):
-        kind = f"Categorical({node.field.type}, {len(node.classes)} classes)"
-    elif isinstance(node, PresenceNode):
-        kind = "Presence"
-    elif isinstance(node, SequenceNode):
-        kind = f"Sequence({'map' if node.field.is_map else 'repeated'}, max {node.max_len})"
-    elif isinstance(node, OneofNode):
-        kind = f"Oneof({', '.join(f.name for f in node.cases)})"
-    elif isinstance(node, TruncatedNode):
-        kind = "Truncated (recursion bound: always absent)"
-    else:
-        kind = type(node).__name__
+    kind = kind_of(node).render(node)
     return f"{name}  {kind}{count}"
 
 

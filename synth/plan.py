@@ -5,7 +5,9 @@ VAE runs a module per node. Each node has a unique `path` (its key in a Batch an
 the loss breakdown) and a `module` key into the model's ModuleDict; nodes of the
 same message type share modules, which is how recursion stays bounded in size.
 
-Values each node kind carries (codec):
+Each node kind lives in its own module of `synth.kinds`, with everything the layers
+do with it (docs/kinds.md); the classes are re-exported here. Values each kind
+carries (codec):
   TupleNode      message instances (or map entries)
   ScalarsNode    k-tuples of floats: the message's joint float fields (ScalarTuple)
   NumberNode     one number (int modelled as a number, or a float that has presence)
@@ -18,72 +20,11 @@ Values each node kind carries (codec):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from synth.kinds import (CategoricalNode, Node, NumberNode, OneofNode, PresenceNode, ScalarsNode,
+                         SequenceNode, StringNode, TruncatedNode, TupleNode, kind_of)
 
-from synth.schema.tree import FieldNode, MessageNode
-
-
-@dataclass
-class Node:
-    path: str
-    module: str
-
-
-@dataclass
-class ScalarsNode(Node):
-    fields: list[FieldNode]
-
-
-@dataclass
-class NumberNode(Node):
-    field: FieldNode
-
-
-@dataclass
-class StringNode(Node):
-    field: FieldNode
-    binary: bool  # bytes field: values are bytes, not str
-    max_len: int = 64  # generation stops here (bytes)
-
-
-@dataclass
-class CategoricalNode(Node):
-    field: FieldNode
-    classes: list  # class index -> value (False/True, enum numbers, ints)
-
-
-@dataclass
-class PresenceNode(Node):
-    field: FieldNode
-    child: Node
-
-
-@dataclass
-class SequenceNode(Node):
-    field: FieldNode
-    element: Node
-    max_len: int = 16  # generation stops here (elements)
-
-
-@dataclass
-class OneofNode(Node):
-    name: str
-    cases: list[FieldNode]
-    children: list[Node]
-
-
-@dataclass
-class TruncatedNode(Node):
-    field: FieldNode
-
-
-@dataclass
-class TupleNode(Node):
-    message: MessageNode
-    children: list[Node]
-    map_entry: bool = False  # values are MapEntry objects, not messages
-    full_name: str = ""
-    field: FieldNode | None = None  # the field it is read from, when its parent is a Tuple
+__all__ = ["CategoricalNode", "Node", "NumberNode", "OneofNode", "PresenceNode", "ScalarsNode",
+           "SequenceNode", "StringNode", "TruncatedNode", "TupleNode", "children_of", "walk"]
 
 
 def walk(node: Node):
@@ -94,10 +35,4 @@ def walk(node: Node):
 
 
 def children_of(node: Node) -> list[Node]:
-    if isinstance(node, (TupleNode, OneofNode)):
-        return list(node.children)
-    if isinstance(node, PresenceNode):
-        return [node.child]
-    if isinstance(node, SequenceNode):
-        return [node.element]
-    return []
+    return kind_of(node).children(node)

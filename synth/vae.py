@@ -9,6 +9,10 @@ dimension). Weighting them (beta, levels, augmentation) is the trainer's job.
 `generate(z)` decodes latents into a Batch for the codec. String leaves of every
 field that shares a StringLiteral run in one batched call, in training and in
 generation.
+
+This module is the driver (recursion order, latents, deferred batched work); what
+each node kind does in the encoder, the decoder's loss and generation is its
+`synth.kinds` module's `Kind`, looked up once per node.
 """
 from __future__ import annotations
 
@@ -18,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from synth.batch import Batch, NodeData, pack_strings, tensor
-from synth.compiler import ModelConfig
+from synth.batch import Batch, NodeData, tensor
+from synth.kinds import kind_of
+from synth.model_config import ModelConfig
 from synth.nn.stdnet import StdNet
-from synth.plan import (CategoricalNode, Node, NumberNode, OneofNode, PresenceNode, ScalarsNode,
-                        SequenceNode, StringNode, TruncatedNode, TupleNode)
+from synth.plan import Node, TupleNode, walk
 
 
 @dataclass
@@ -60,15 +64,12 @@ class Losses:
         self.terms[name] = acc.index_add(0, root, per_instance.to(acc.dtype))
 
 
-def _skew(emitted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    return ((emitted - truth) ** 2).mean(1)  # (n,)
-
-
 class RecordVAE(nn.Module):
     def __init__(self, plan: TupleNode, modules: nn.ModuleDict, cfg: ModelConfig):
         super().__init__()
         self.plan, self.cfg = plan, cfg
         self.nodes = modules
+        self.kinds = list(dict.fromkeys(kind_of(n) for n in walk(plan)))  # those in the plan, once each
         d = cfg.latent_dim
         self.std_nets = nn.ModuleList(
             StdNet(d, cfg.std_layers, cfg.std_bias_init, cfg.celu_alpha) for _ in range(cfg.n_levels))
@@ -93,41 +94,14 @@ class RecordVAE(nn.Module):
     def encode(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """-> mu (B, D) and every node's encoder embedding (n_node, D) by path."""
         enc: dict[str, torch.Tensor] = {}
-        for module, pack in batch.strings.items():
-            emb = self.nodes[module].encode(tensor(pack.tokens, self.device), tensor(pack.lengths, self.device))
-            unsorted = torch.empty_like(emb)
-            unsorted[tensor(pack.order, self.device)] = emb
-            for path, (a, b) in pack.slices.items():
-                enc[path] = unsorted[a:b]
-        mu = self._encode(self.plan, batch, enc)
+        for kind in self.kinds:
+            kind.prepare_encode(self, batch, enc)  # batch-level work (the string packs)
+        mu = self.encode_node(self.plan, batch, enc)
         return mu, enc
 
-    def _encode(self, node: Node, batch: Batch, enc: dict) -> torch.Tensor:
-        data = batch.nodes[node.path]
-        m = self.module_for(node) if node.module else None
-        if isinstance(node, TupleNode):
-            out = m.encode([self._encode(c, batch, enc) for c in node.children], data.n)
-        elif isinstance(node, (ScalarsNode, NumberNode)):
-            x = tensor(data.values, self.device).reshape(data.n, m.k)
-            if self.training:
-                m.update_stats(x)
-            enc[node.path + "#w"] = xw = m.whiten(x)
-            out = m.encode(xw)
-        elif isinstance(node, StringNode):
-            out = enc[node.path]
-        elif isinstance(node, CategoricalNode):
-            out = m.encode(tensor(data.values, self.device))
-        elif isinstance(node, PresenceNode):
-            out = m.encode(tensor(data.present, self.device), self._encode(node.child, batch, enc))
-        elif isinstance(node, SequenceNode):
-            out = m.encode(self._encode(node.element, batch, enc), tensor(data.lengths, self.device))
-        elif isinstance(node, OneofNode):
-            kids = [self._encode(c, batch, enc) for c in node.children]
-            out = m.encode(tensor(data.case, self.device), kids)
-        elif isinstance(node, TruncatedNode):
-            out = torch.zeros(data.n, self.cfg.latent_dim, device=self.device)
-        else:
-            raise TypeError(type(node))
+    def encode_node(self, node: Node, batch: Batch, enc: dict) -> torch.Tensor:
+        """A node's encoder embedding (n_node, D), children first; stored in enc by path."""
+        out = kind_of(node).encode(self, node, batch.nodes[node.path], batch, enc)
         enc[node.path] = out
         return out
 
@@ -189,65 +163,21 @@ class RecordVAE(nn.Module):
         self.decode_losses(batch, z, enc, opts, losses)
         return Forward(z, mu, sigma, losses.terms)
 
-    def _root(self, batch: Batch, node: Node) -> torch.Tensor:
+    def root_of(self, batch: Batch, node: Node) -> torch.Tensor:
+        """The record index (n_node,) of each of a node's instances."""
         return tensor(batch.nodes[node.path].root, self.device)
 
     def decode_losses(self, batch: Batch, z: torch.Tensor, enc: dict, opts: DecodeOptions,
                       losses: Losses) -> None:
-        pending: dict[str, list[tuple[StringNode, torch.Tensor]]] = {}
-        self._decode_train(self.plan, z, batch, enc, opts, losses, pending)
-        for module, items in pending.items():
-            pack = batch.strings[module]
-            emb = torch.cat([e for _, e in items])  # concatenation order == pack.slices order
-            order = tensor(pack.order, self.device)
-            per = self.nodes[module].loss(emb[order], tensor(pack.tokens, self.device),
-                                          tensor(pack.lengths, self.device), opts.p_truth_string,
-                                          opts.generator)
-            unsorted = torch.empty_like(per)
-            unsorted[order] = per
-            for node, _ in items:
-                a, b = pack.slices[node.path]
-                losses.add(node.path + "/recon", unsorted[a:b], self._root(batch, node))
+        pending: dict[str, list[tuple[Node, torch.Tensor]]] = {}
+        self.decode_node(self.plan, z, batch, enc, opts, losses, pending)
+        for module, items in pending.items():  # deferred batched work, one call per module
+            kind_of(items[0][0]).flush_losses(self, module, items, batch, opts, losses)
 
-    def _decode_train(self, node: Node, e: torch.Tensor, batch: Batch, enc: dict,
-                      opts: DecodeOptions, losses: Losses, pending: dict) -> None:
-        data = batch.nodes[node.path]
-        m = self.module_for(node) if node.module else None
-        root = lambda n: self._root(batch, n)  # noqa: E731
-        if isinstance(node, TupleNode):
-            truth = [enc[c.path] for c in node.children]
-            fixed = {i: enc[c.path] for i, c in enumerate(node.children) if c.path in opts.fixed_paths}
-            emitted = m.decode(e, truth, opts.p_truth_tuple, fixed=fixed, generator=opts.generator)
-            for child, e_c in zip(node.children, emitted):
-                if isinstance(child, TruncatedNode):
-                    continue
-                losses.add(child.path + "/skew", _skew(e_c, enc[child.path]), root(child))
-                self._decode_train(child, e_c, batch, enc, opts, losses, pending)
-        elif isinstance(node, (ScalarsNode, NumberNode)):
-            losses.add(node.path + "/recon", m.loss(e, enc[node.path + "#w"]), root(node))
-        elif isinstance(node, CategoricalNode):
-            losses.add(node.path + "/recon", m.loss(e, tensor(data.values, self.device)), root(node))
-        elif isinstance(node, StringNode):
-            pending.setdefault(node.module, []).append((node, e))
-        elif isinstance(node, PresenceNode):
-            present = tensor(data.present, self.device)
-            losses.add(node.path + "/presence", m.loss(e, present), root(node))
-            self._decode_train(node.child, e[present], batch, enc, opts, losses, pending)
-        elif isinstance(node, SequenceNode):
-            el = node.element
-            emitted, stop = m.decode_train(e, enc[el.path], tensor(data.lengths, self.device),
-                                           opts.p_truth_tuple, opts.generator)
-            losses.add(node.path + "/length", stop, root(node))
-            losses.add(el.path + "/skew", _skew(emitted, enc[el.path]), root(el))
-            self._decode_train(el, emitted, batch, enc, opts, losses, pending)
-        elif isinstance(node, OneofNode):
-            case = tensor(data.case, self.device)
-            losses.add(node.path + "/case", m.loss(e, case), root(node))
-            for k, child in enumerate(node.children):
-                rows = (case == k).nonzero()[:, 0]
-                e_k = m.emit[k](e[rows])
-                losses.add(child.path + "/skew", _skew(e_k, enc[child.path]), root(child))
-                self._decode_train(child, e_k, batch, enc, opts, losses, pending)
+    def decode_node(self, node: Node, e: torch.Tensor, batch: Batch, enc: dict,
+                    opts: DecodeOptions, losses: Losses, pending: dict) -> None:
+        """Add a node's loss terms, given the embedding e (n_node, D) its parent emitted."""
+        kind_of(node).decode_train(self, node, batch.nodes[node.path], e, batch, enc, opts, losses, pending)
 
     # -- generation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -279,83 +209,19 @@ class RecordVAE(nn.Module):
         the Tuple decoder is teacher-forced with them (conditional sampling).
         """
         batch = Batch(z.shape[0])
-        pending: dict[str, list[tuple[StringNode, torch.Tensor]]] = {}
+        pending: dict[str, list[tuple[Node, torch.Tensor]]] = {}
         g = _Gen(temperature, greedy, generator, fixed or {}, force_present, reencode)
-        self._generate(self.plan, z, np.arange(z.shape[0]), batch, g, pending)
-        for module, items in pending.items():
-            emb = torch.cat([e for _, e in items])
-            max_len = torch.cat([torch.full((e.shape[0],), n.max_len, dtype=torch.long) for n, e in items])
-            strings = self.nodes[module].generate(emb, max_len, temperature, greedy, generator)
-            start = 0
-            for node, e in items:
-                batch.nodes[node.path].values = strings[start: start + e.shape[0]]
-                start += e.shape[0]
+        self.generate_node(self.plan, z, np.arange(z.shape[0]), batch, g, pending)
+        for module, items in pending.items():  # deferred batched work, one call per module
+            kind_of(items[0][0]).flush_generate(self, module, items, batch, g)
         return batch
 
-    def _encode_leaf(self, node: Node, data: NodeData) -> torch.Tensor:
-        """Encoder embeddings (n, D) of generated leaf values."""
-        m = self.module_for(node)
-        if isinstance(node, StringNode):
-            pack = pack_strings({node.path: data.values})
-            emb = m.encode(tensor(pack.tokens, self.device), tensor(pack.lengths, self.device))
-            out = torch.empty_like(emb)
-            out[tensor(pack.order, self.device)] = emb
-            return out
-        if isinstance(node, (ScalarsNode, NumberNode)):
-            return m.encode(m.whiten(tensor(np.asarray(data.values), self.device).reshape(data.n, m.k)))
-        return m.encode(tensor(np.asarray(data.values), self.device))
-
-    def _generate(self, node: Node, e: torch.Tensor, root: np.ndarray, batch: Batch, g: "_Gen",
-                  pending: dict) -> None:
+    def generate_node(self, node: Node, e: torch.Tensor, root: np.ndarray, batch: Batch, g: "_Gen",
+                      pending: dict | None) -> None:
+        """Draw a node's values from the embeddings e (n_node, D) its parent emitted."""
         data = NodeData(e.shape[0], root)
         batch.nodes[node.path] = data
-        m = self.module_for(node) if node.module else None
-        if isinstance(node, TupleNode):
-            h, x = m.start(e)
-            for i, child in enumerate(node.children):
-                h, e_c = m.step(i, x, h)
-                if child.path in g.fixed:
-                    x = g.fixed[child.path].expand(e.shape[0], -1)
-                    self._generate(child, e_c, root, batch, g, pending)
-                elif g.reencode and isinstance(child, LEAVES):
-                    # feed back the embedding of the value actually drawn, not the emitted one
-                    self._generate(child, e_c, root, batch, g, None)
-                    x = self._encode_leaf(child, batch.nodes[child.path])
-                else:
-                    self._generate(child, e_c, root, batch, g, pending)
-                    x = e_c
-        elif isinstance(node, ScalarsNode):
-            data.values = m.decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()
-        elif isinstance(node, NumberNode):
-            data.values = m.decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()[:, 0]
-        elif isinstance(node, CategoricalNode):
-            data.values = m.decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()
-        elif isinstance(node, StringNode):
-            if pending is None:  # decode now (re-encoding feedback needs the value)
-                max_len = torch.full((e.shape[0],), node.max_len, dtype=torch.long)
-                data.values = m.generate(e, max_len, g.temperature, g.greedy, g.generator)
-            else:
-                pending.setdefault(node.module, []).append((node, e))
-        elif isinstance(node, PresenceNode):
-            present = m.decide(e, g.temperature, g.greedy, g.generator)
-            if node.path in g.force_present:
-                present = torch.ones_like(present)
-            data.present = present.cpu().numpy()
-            self._generate(node.child, e[present], root[data.present], batch, g, pending)
-        elif isinstance(node, SequenceNode):
-            emitted, lengths = m.decode_sample(e, node.max_len, g.temperature, g.greedy, g.generator)
-            data.lengths = lengths.cpu().numpy()
-            self._generate(node.element, emitted, np.repeat(root, data.lengths), batch, g, pending)
-        elif isinstance(node, OneofNode):
-            blocked = [k for k, c in enumerate(node.children) if isinstance(c, TruncatedNode)]
-            case = m.choose(e, g.temperature, g.greedy, g.generator, blocked)
-            data.case = case.cpu().numpy()
-            for k, child in enumerate(node.children):
-                rows = (case == k).nonzero()[:, 0]
-                self._generate(child, m.emit[k](e[rows]), root[data.case == k], batch, g, pending)
-
-
-LEAVES = (StringNode, ScalarsNode, NumberNode, CategoricalNode)
+        kind_of(node).generate(self, node, data, e, batch, g, pending)
 
 
 @dataclass

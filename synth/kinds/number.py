@@ -1,0 +1,93 @@
+"""Numbers: a ScalarTuple of one (Chou & Hathi 2019, appendix B.2) for one int or float.
+
+Values: one number per instance, for ints modelled as numbers (many distinct values,
+or `field_overrides` "number") and floats that are not joint (they have presence, are
+repeated or sit in a oneof). Module: `synth.nn.scalar_tuple.ScalarTuple` with k=1,
+keyed per field. `ScalarTupleKind` holds the VAE side shared with the joint floats
+(`synth.kinds.scalars`): whitening, the reconstruction loss, decoding.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from synth.batch import tensor
+from synth.kinds.base import Kind, Node, non_finite, register
+from synth.nn.scalar_tuple import ScalarTuple, ScalarTupleConfig
+from synth.schema.tree import FLOAT32_MAX, FieldNode
+
+
+@dataclass
+class NumberNode(Node):
+    field: FieldNode
+
+
+def clamp_number(f: FieldNode, x: float) -> int | float:
+    """Round/clamp a generated number so that it fits the field's type."""
+    if f.int_range is not None:
+        lo, hi = f.int_range
+        if not math.isfinite(x):
+            return 0 if x != x else (hi if x > 0 else lo)
+        return max(lo, min(hi, int(round(x))))
+    if x != x:
+        return 0.0
+    if f.type == "float":
+        return max(-FLOAT32_MAX, min(FLOAT32_MAX, x))
+    return x
+
+
+def scalar_tuple_config(c) -> ScalarTupleConfig:
+    return ScalarTupleConfig(c.cfg.latent_dim, c.cfg.whitening_decay, c.cfg.whitening_eps, c.cfg.scalar_likelihood)
+
+
+class ScalarTupleKind(Kind):
+    """The VAE side of the kinds whose module is a ScalarTuple: values (n, k), whitened."""
+
+    leaf = True
+
+    def encode(self, vae, node, data, batch, enc):
+        m = vae.module_for(node)
+        x = tensor(data.values, vae.device).reshape(data.n, m.k)
+        if vae.training:
+            m.update_stats(x)
+        enc[node.path + "#w"] = xw = m.whiten(x)
+        return m.encode(xw)
+
+    def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
+        m = vae.module_for(node)
+        losses.add(node.path + "/recon", m.loss(e, enc[node.path + "#w"]), vae.root_of(batch, node))
+
+    def decoded(self, vae, node, e, g) -> np.ndarray:
+        return vae.module_for(node).decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()
+
+    def encode_values(self, vae, node, data):
+        m = vae.module_for(node)
+        return m.encode(m.whiten(tensor(np.asarray(data.values), vae.device).reshape(data.n, m.k)))
+
+
+@register
+class NumberKind(ScalarTupleKind):
+    node_type = NumberNode
+    priority = -100  # the fallback: every scalar value no other kind claims
+
+    def compile_value(self, c, f, path, scope, stat_key):
+        mean = c.stats.scalar_mean.get(stat_key)
+        cov = c.stats.scalar_cov.get(stat_key)
+        cfg = scalar_tuple_config(c)
+        key = c.module(f"{scope}.{f.name}", lambda: ScalarTuple(1, cfg, mean, cov))
+        return NumberNode(path, key, f)
+
+    def extract(self, codec, node, data, values, batch, errors):
+        data.values = np.asarray([float(v) for v in values], dtype=np.float64)
+        errors += non_finite(node, data, ~np.isfinite(data.values))
+
+    def build(self, codec, node, data, batch):
+        return [clamp_number(node.field, float(x)) for x in data.values]
+
+    def generate(self, vae, node, data, e, batch, g, pending):
+        data.values = self.decoded(vae, node, e, g)[:, 0]
+
+    def render(self, node):
+        return f"Scalar({node.field.type})"

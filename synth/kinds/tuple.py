@@ -1,0 +1,157 @@
+"""Tuple (Chou & Hathi 2019, appendix B.3): a message, or a map entry, over its children.
+
+Values: message instances (or `MapEntry` objects). Module: `synth.nn.tuple.Tuple`,
+one per message type when `share_message_modules` (which keeps recursion bounded).
+Children: one per non-oneof field in declaration order, one Oneof per oneof, and the
+message's ScalarTuple of joint floats last (appendix B).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from synth.kinds.base import Kind, MapEntry, Node, kind_of, register, skew
+from synth.nn.tuple import Tuple
+from synth.schema.tree import FieldNode, MessageNode, is_joint_float
+
+if TYPE_CHECKING:
+    from synth.compiler import _Compiler
+
+
+@dataclass
+class TupleNode(Node):
+    message: MessageNode
+    children: list[Node]
+    map_entry: bool = False  # values are MapEntry objects, not messages
+    full_name: str = ""
+    field: FieldNode | None = None  # the field it is read from, when its parent is a Tuple
+
+
+def _fix_timestamp(ts: Any) -> None:
+    # RFC 3339 range 0001-01-01 .. 9999-12-31, nanos in [0, 1e9): what the JSON mapping accepts
+    ts.seconds = max(-62135596800, min(253402300799, ts.seconds))
+    ts.nanos = max(0, min(999_999_999, ts.nanos))
+
+
+def _fix_duration(d: Any) -> None:
+    # seconds and nanos must share a sign, |seconds| <= 10,000 years, |nanos| < 1e9
+    total = max(-315576000000, min(315576000000, d.seconds)) * 10**9 + max(-999_999_999, min(999_999_999, d.nanos))
+    sign = -1 if total < 0 else 1
+    d.seconds, d.nanos = sign * (abs(total) // 10**9), sign * (abs(total) % 10**9)
+
+
+# Decoded well-known types must also be valid for the proto3 JSON mapping.
+WELL_KNOWN_RANGES: dict[str, Callable[[Any], None]] = {
+    "google.protobuf.Timestamp": _fix_timestamp,
+    "google.protobuf.Duration": _fix_duration,
+}
+
+
+def compile_message(c: _Compiler, msg: MessageNode, path: str | None = None) -> TupleNode:
+    """A message's Tuple: its fields, oneofs and joint floats, then the Tuple module."""
+    scope = c.scope(msg)
+    children: list[Node] = []
+    seen_oneofs: set[str] = set()
+    for f in msg.fields:
+        if is_joint_float(f):
+            continue
+        if f.oneof:
+            if f.oneof not in seen_oneofs:
+                seen_oneofs.add(f.oneof)
+                children.append(c.oneof(msg, f.oneof, scope))
+            continue
+        children.append(c.field(f, scope, msg.full_name))
+    joint = [f for f in msg.fields if is_joint_float(f)]
+    if joint:  # appendix B: the ScalarTuple is the last element of the tuple
+        children.append(c.joint_floats(msg, joint, scope))
+    tkey = c.module(scope, lambda: Tuple(len(children), c.cfg.latent_dim, c.cfg.gru()))
+    return TupleNode(msg.path if path is None else path, tkey, msg, children, full_name=msg.full_name)
+
+
+def compile_map_entry(c: _Compiler, f: FieldNode, scope: str) -> TupleNode:
+    """The key/value Tuple of a map field's entries."""
+    entry_scope = f.type_name if c.cfg.share_message_modules else f.path + "{}"
+    path = f.path + "{}"
+    children = [
+        c.value(f.map_key, path + ".key", entry_scope, f"{f.type_name}.key"),
+        c.value(f.map_value, path + ".value", entry_scope, f"{f.type_name}.value"),
+    ]
+    key = c.module(entry_scope, lambda: Tuple(2, c.cfg.latent_dim, c.cfg.gru()))
+    msg = MessageNode(f.type_name, path, (f.map_key, f.map_value), (), 0)
+    return TupleNode(path, key, msg, children, map_entry=True, full_name=f.type_name)
+
+
+@register
+class TupleKind(Kind):
+    node_type = TupleNode
+    priority = 30
+
+    def children(self, node: TupleNode) -> list[Node]:
+        return list(node.children)
+
+    def compile_value(self, c, f, path, scope, stat_key):
+        if f.type != "message":
+            return None
+        node = c.message(f.message, path)
+        node.field = f
+        return node
+
+    # -- codec ---------------------------------------------------------------------
+    def extract(self, codec, node: TupleNode, data, values, batch, errors):
+        for child in node.children:
+            read = kind_of(child).read
+            codec.extract(child, [read(child, v) for v in values], data.root, batch, errors)
+
+    def build(self, codec, node: TupleNode, data, batch):
+        children = [(kind_of(c).write, c, codec.build(c, batch)) for c in node.children]
+        factory = MapEntry if node.map_entry else codec.message_class(node.full_name)
+        fix = WELL_KNOWN_RANGES.get(node.full_name)
+        out = []
+        for i in range(data.n):
+            obj = factory()
+            for write, child, vals in children:
+                write(child, obj, vals[i])
+            if fix:
+                fix(obj)
+            out.append(obj)
+        return out
+
+    # -- VAE ------------------------------------------------------------------------
+    def encode(self, vae, node: TupleNode, data, batch, enc):
+        return vae.module_for(node).encode([vae.encode_node(c, batch, enc) for c in node.children], data.n)
+
+    def decode_train(self, vae, node: TupleNode, data, e, batch, enc, opts, losses, pending):
+        m = vae.module_for(node)
+        truth = [enc[c.path] for c in node.children]
+        fixed = {i: enc[c.path] for i, c in enumerate(node.children) if c.path in opts.fixed_paths}
+        emitted = m.decode(e, truth, opts.p_truth_tuple, fixed=fixed, generator=opts.generator)
+        for child, e_c in zip(node.children, emitted):
+            if not kind_of(child).modelled:
+                continue
+            losses.add(child.path + "/skew", skew(e_c, enc[child.path]), vae.root_of(batch, child))
+            vae.decode_node(child, e_c, batch, enc, opts, losses, pending)
+
+    def generate(self, vae, node: TupleNode, data, e, batch, g, pending):
+        m = vae.module_for(node)
+        root = data.root
+        h, x = m.start(e)
+        for i, child in enumerate(node.children):
+            h, e_c = m.step(i, x, h)
+            kind = kind_of(child)
+            if child.path in g.fixed:
+                x = g.fixed[child.path].expand(e.shape[0], -1)
+                vae.generate_node(child, e_c, root, batch, g, pending)
+            elif g.reencode and kind.leaf:
+                # feed back the embedding of the value actually drawn, not the emitted one
+                vae.generate_node(child, e_c, root, batch, g, None)
+                x = kind.encode_values(vae, child, batch.nodes[child.path])
+            else:
+                vae.generate_node(child, e_c, root, batch, g, pending)
+                x = e_c
+
+    # -- inspect / where --------------------------------------------------------------
+    def render(self, node: TupleNode) -> str:
+        return f"Tuple({node.full_name}, {len(node.children)} children)"
+
+    def where_scope(self, node: TupleNode):
+        return None if node.map_entry else (node, ())
