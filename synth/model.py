@@ -1,4 +1,4 @@
-"""The user-facing model: records in, records out (DESIGN.md section 2, `Model`).
+"""The user-facing model: records in, records out (docs/architecture.md, `Model`).
 
     model = Model.create("address.proto", "Address", records=train)
     mu, sigma = model.encode(records)
@@ -18,7 +18,8 @@ import torch
 from google.protobuf.message import Message
 
 from synth.codec import Codec
-from synth.compiler import ModelConfig, compile_plan
+from synth.compiler import compile_plan
+from synth.model_config import ModelConfig
 from synth.condition import parse_where
 from synth.errors import InvalidArgument
 from synth.latent_prior import Mixture, fit_mixture, sample_mixture

@@ -1,4 +1,4 @@
-"""Model artifacts on disk: `weights.safetensors` + `manifest.json`; never pickle (STYLE.md b).
+"""Model artifacts on disk: `weights.safetensors` + `manifest.json`; never pickle (docs/architecture.md).
 
 The manifest holds everything needed to rebuild the module tree without the data:
 the serialized FileDescriptorSet, the message name, ModelConfig and FitStats, plus
@@ -21,12 +21,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import synth
-from synth.compiler import ModelConfig
 from synth.configs import from_dict, to_dict
 from synth.errors import ArtifactError, ConfigError, NotFound, SchemaError, VersionError
 from synth.fitstats import FitStats
 from synth.model import Model
-from synth.nn.string_literal import EOS, VOCAB
+from synth.model_config import ModelConfig
+from synth.tokens import EOS, VOCAB
 from synth.plan import NumberNode, ScalarsNode, walk
 from synth.schema.loader import from_file_set
 

@@ -12,7 +12,7 @@ import functools
 import random
 from pathlib import Path
 
-from synth.compiler import ModelConfig
+from synth.model_config import ModelConfig
 from synth.schema.loader import LoadedSchema, compile_proto_text, from_file_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ message Order {
 }
 """
 
-# -- the four validity schemas (DESIGN.md section 3) ----------------------------------------
+# -- the four validity schemas (docs/model.md) ----------------------------------------
 NESTED_PROTO = """
 syntax = "proto3";
 package shop;

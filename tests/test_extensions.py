@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from synth.compiler import ModelConfig
 from synth.errors import ConfigError
 from synth.model import Model
+from synth.model_config import ModelConfig
 from synth.nn.scalar_tuple import ScalarTuple, ScalarTupleConfig
 from synth.plan import CategoricalNode, walk
 from synth.records import to_dict

@@ -41,7 +41,7 @@ def models() -> dict[str, Model]:
 
 # -- validity ---------------------------------------------------------------------------------------
 def check_valid(msg, max_recursion: int, stack: tuple[str, ...] = ()) -> None:
-    """Every value fits its field: the checks a generated record must pass (DESIGN.md 3)."""
+    """Every value fits its field: the checks a generated record must pass (docs/model.md)."""
     d = msg.DESCRIPTOR
     stack = stack + (d.full_name,)
     assert stack.count(d.full_name) <= max_recursion, f"recursion too deep: {stack}"

@@ -228,7 +228,7 @@ def test_sequence_encodes_empty_and_varied_lengths():
 
 
 def test_model_config_defaults_are_the_papers():
-    from synth.compiler import ModelConfig
+    from synth.model_config import ModelConfig
 
     cfg = ModelConfig()
     assert (cfg.latent_dim, cfg.char_dim, cfg.celu_alpha, cfg.celu_cap) == (128, 16, 3.0, 6.0)

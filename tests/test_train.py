@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from synth import store
-from synth.compiler import ModelConfig
 from synth.errors import ConfigError
 from synth.model import Model
+from synth.model_config import ModelConfig
 from synth.train import AugmentConfig, BetaSchedule, RunConfig, TrainConfig, Trainer
 from synth.train.schedules import learning_rate, level_betas, p_truth
 

@@ -1,4 +1,4 @@
-"""Training jobs over the service API: upload, queue, train, publish (DESIGN.md section 6).
+"""Training jobs over the service API: upload, queue, train, publish (docs/service.md).
 
 A client uploads a schema, a data file and an optional run.toml; `JobManager`
 checks all of it up front, trains one job at a time on a background thread,
@@ -18,7 +18,6 @@ import shutil
 import tempfile
 import threading
 import time
-import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,16 +28,17 @@ import numpy as np
 from google.protobuf.message import Message
 
 from synth import store
-from synth.compiler import ModelConfig
-from synth.configs import from_dict, to_dict
-from synth.errors import (AlreadyExists, ConfigError, DataError, FailedPrecondition, NotFound, SchemaError,
+from synth.configs import to_dict
+from synth.errors import (AlreadyExists, DataError, FailedPrecondition, NotFound, SchemaError,
                           SynthError, TooLarge, Violation)
 from synth.model import Model
+from synth.model_config import ModelConfig
+from synth.run_config import parse_run_config
 from synth.schema.loader import LoadedSchema, compile_proto_text, from_file_set
 from synth.schema.tree import build_tree
 from synth.service.registry import ModelRegistry
-from synth.service.types import JobRequest, JobStatus, Limits, check_name
-from synth.train import TrainConfig, Trainer
+from synth.service.types import JobError, JobRequest, JobStatus, Limits, check_name
+from synth.train import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class JobManager:
             raise TooLarge(f"data file is {len(req.data)} bytes; the limit is {self.limits.max_upload_bytes}",
                            limit=self.limits.max_upload_bytes)
         schema = _load_uploaded_schema(req.proto, req.message, req.proto_filename)
-        model_cfg, train_cfg = _parse_run_config(req.config, TrainConfig)
+        run = parse_run_config(req.config)  # the one run.toml parser (also `synth train --config`)
+        model_cfg, train_cfg = run.model, run.train
         build_tree(schema.descriptor, model_cfg.schema_options())  # unsupported schema: fail now
         steps = int(getattr(train_cfg, "steps", 0) or 0)
         if steps > self.limits.max_train_steps:
@@ -192,12 +193,13 @@ class JobManager:
                 self._run(job)
             except SynthError as e:
                 log.warning("job %s failed: %s", job_id, e)
-                self._set(job, state="failed", error=e.to_dict(), finished_at=time.time())
+                body = e.to_dict()
+                self._set(job, state="failed", error=JobError(body["code"], body["message"], body["details"]),
+                          finished_at=time.time())
             except Exception:  # a bug, or torch running out of memory: log it, tell the client little
                 log.exception("job %s failed with an internal error", job_id)
                 self._set(job, state="failed", finished_at=time.time(),
-                          error={"code": "internal", "message": "training failed with an internal error; "
-                                 "see the server log", "details": {}})
+                          error=JobError("internal", "training failed with an internal error; see the server log"))
             finally:
                 job.records = []  # free the training data
 
@@ -265,25 +267,6 @@ class JobManager:
         self._queue.put(None)
         if self._worker is not None:
             self._worker.join(timeout)
-
-
-def _parse_run_config(text: str | None, train_config_cls: Any) -> tuple[ModelConfig, Any]:
-    """run.toml text -> (ModelConfig, TrainConfig); unknown tables or keys are errors."""
-    data: dict[str, Any] = {}
-    if text and text.strip():
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError("the config is not valid TOML", [Violation("config", str(e))]) from e
-    unknown = sorted(set(data) - {"model", "train"})
-    if unknown:
-        raise ConfigError("unknown config table(s)",
-                          [Violation(k, "not a table; use [model] and [train]") for k in unknown])
-    for key in ("model", "train"):
-        if not isinstance(data.get(key, {}), dict):
-            raise ConfigError(f"config key {key!r} must be a table", [Violation(key, "expected a table")])
-    return (from_dict(ModelConfig, data.get("model"), "model."),
-            from_dict(train_config_cls, data.get("train"), "train."))
 
 
 def _safe_filename(name: str, default: str) -> str:

@@ -1,4 +1,4 @@
-"""Finding and loading models by name, for the service (DESIGN.md section 6).
+"""Finding and loading models by name, for the service (docs/service.md).
 
 A request names a model; this module turns the name into a loaded `Model` safely
 (names are single path segments) and cheaply (manifests and weights cached, keyed
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from synth import store
-from synth.compiler import ModelConfig
 from synth.configs import from_dict
 from synth.errors import ArtifactError, ConfigError, FailedPrecondition, NotFound, SchemaError, Violation
 from synth.model import Model
+from synth.model_config import ModelConfig
 from synth.schema.loader import LoadedSchema, from_file_set
 from synth.schema.tree import MessageNode, build_tree
 from synth.service.types import NAME_RE, FieldInfo, GeoFields, ModelInfo, check_name

@@ -3,6 +3,8 @@
 A run.toml has a `[model]` table (ModelConfig) and a `[train]` table (TrainConfig,
 with sub-tables `[train.beta]`, `[train.augment]`, `[train.objective]`). The resolved
 RunConfig is written into the artifact manifest, so a run can be repeated exactly.
+Parsing (types checked, every problem reported with its field path) is done by one
+function, `synth.run_config.load_run_config`, for the CLI, the service and the API.
 """
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth.compiler import ModelConfig
-from synth.configs import from_dict, load_file, to_dict
-from synth.errors import ConfigError
+from synth.configs import to_dict
+from synth.errors import ConfigError, Violation
+from synth.model_config import ModelConfig
 from synth.train.objectives import ObjectiveConfig
 from synth.train.schedules import MODES, BetaSchedule
 
@@ -26,8 +28,13 @@ class AugmentConfig:
     gen_start_step: int = 0  # start after this many steps
 
     def __post_init__(self) -> None:
-        if self.n_augmented < 0 or not 0.0 <= self.p_sampled <= 1.0:
-            raise ConfigError("augment: n_augmented must be >= 0 and p_sampled in [0, 1]")
+        problems = []
+        if self.n_augmented < 0:
+            problems.append(Violation("n_augmented", "must be >= 0"))
+        if not 0.0 <= self.p_sampled <= 1.0:
+            problems.append(Violation("p_sampled", "must be in [0, 1]"))
+        if problems:
+            raise ConfigError("invalid augment config", problems)
 
 
 @dataclass(frozen=True)
@@ -56,15 +63,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.steps < 0 or self.batch_size < 1:
-            problems.append("steps must be >= 0 and batch_size >= 1")
+        if self.steps < 0:
+            problems.append(Violation("steps", "must be >= 0"))
+        if self.batch_size < 1:
+            problems.append(Violation("batch_size", "must be >= 1"))
         for name in ("tuple_sampling", "string_sampling"):
             if getattr(self, name) not in MODES:
-                problems.append(f"{name} must be one of {MODES}")
+                problems.append(Violation(name, f"must be one of {', '.join(MODES)}"))
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            problems.append("device must be auto, cpu or cuda")
+            problems.append(Violation("device", "must be auto, cpu, cuda or cuda:N"))
+        if self.time_budget_s < 0:
+            problems.append(Violation("time_budget_s", "must be >= 0 (0: no time limit)"))
         if problems:
-            raise ConfigError("invalid train config: " + "; ".join(problems))
+            raise ConfigError("invalid train config", problems)
 
     @property
     def ss_steps(self) -> int:
@@ -78,13 +89,10 @@ class RunConfig:
 
     @classmethod
     def from_file(cls, path: str | Path | None, **train_overrides: Any) -> "RunConfig":
-        data = load_file(path) if path else {}
-        train = dict(data.get("train", {}))
-        train.update({k: v for k, v in train_overrides.items() if v is not None})
-        unknown = set(data) - {"model", "train"}
-        if unknown:
-            raise ConfigError(f"unknown run config table(s): {sorted(unknown)}; use [model] and [train]")
-        return cls(from_dict(ModelConfig, data.get("model"), "model."), from_dict(TrainConfig, train, "train."))
+        """Read a run.toml (or .json); see `synth.run_config.load_run_config`."""
+        from synth.run_config import load_run_config
+
+        return load_run_config(path or None, **train_overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": to_dict(self.model), "train": to_dict(self.train)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synth.errors import ConfigError
+from synth.errors import ConfigError, Violation
 
 MODES = ("TF", "AS", "SS")
 
@@ -29,10 +29,14 @@ class BetaSchedule:
     cooldown_steps: int = 0
 
     def __post_init__(self) -> None:
+        problems = []
         if self.kind not in ("constant", "warmup", "warmup_cooldown"):
-            raise ConfigError(f"beta.kind must be constant, warmup or warmup_cooldown, not {self.kind!r}")
-        if self.warmup_steps < 0 or self.cooldown_steps < 0:
-            raise ConfigError("beta warm-up and cool-down steps must be >= 0")
+            problems.append(Violation("kind", f"must be constant, warmup or warmup_cooldown, not {self.kind!r}"))
+        for name in ("warmup_steps", "cooldown_steps"):
+            if getattr(self, name) < 0:
+                problems.append(Violation(name, "must be >= 0"))
+        if problems:
+            raise ConfigError("invalid beta schedule", problems)
 
     def at(self, step: int) -> float:
         if self.kind == "constant":

@@ -1,4 +1,4 @@
-"""The Trainer: nanoGPT's straight-line step inside a class (STYLE.md b, train/).
+"""The Trainer: nanoGPT's straight-line step inside a class (paper sections 2.4-6; docs/training.md).
 
     schedules -> batch (+ augmented variants) -> forward -> objective -> backward
     -> clip -> step -> latent statistics -> log / evaluate / checkpoint

@@ -1,0 +1,79 @@
+"""ModelConfig: everything that shapes a model's module tree (paper, appendix B).
+
+Its own module, torch-free, so that reading or validating a run.toml, a manifest or
+a service job upload does not import the compiler (and with it torch). The
+compiler, the VAE and the store all read it from here; `synth.compiler.ModelConfig`
+remains as a re-export. Built from dicts (run.toml `[model]`, manifests) by
+`synth.configs.from_dict`, which checks every field's type first. The fields are
+described in docs/model.md; run.toml in docs/training.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from synth.errors import ConfigError, Violation
+
+if TYPE_CHECKING:
+    from synth.nn.gru import GRUConfig
+    from synth.schema.tree import SchemaOptions
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that shapes the module tree. Defaults are the paper's (appendix B)."""
+
+    latent_dim: int = 128  # every module's embedding size, and the latent size
+    char_dim: int = 16
+    celu_alpha: float = 3.0
+    celu_cap: float = 6.0
+    std_layers: int = 3
+    std_bias_init: float = -5.0  # sigma starts at sigmoid(-5) ~ 0.0067
+    n_levels: int = 1  # standard deviation networks (multiscale VAE uses n > 1)
+    whitening_decay: float = 0.999
+    whitening_eps: float = 1e-5
+    latent_stats_decay: float = 0.999  # moving mean/cov of sampled latents, for generation
+    share_strings: bool = True  # one StringLiteral for all string fields (paper)
+    share_message_modules: bool = True  # one Tuple per message type (needed for recursion)
+    max_recursion: int = 3  # occurrences of one message type on a path
+    int_categorical_max: int = 16  # ints with at most this many distinct values are categorical
+    # Per-field choice, overriding the automatic one: {"path.or.Type.field": "categorical"|"number"};
+    # integer fields take either, string fields "categorical" (a softmax over the training values)
+    field_overrides: dict[str, str] = field(default_factory=dict)
+    max_string_len: int = 256  # hard cap on generated string length (bytes)
+    string_len_slack: float = 1.5  # generation stops at slack x the longest training value
+    max_sequence_len: int = 64
+    latent_prior_components: int = 0  # 0: generate from one Gaussian (paper); K: a K-component mixture
+    # Generation defaults (used when a call gives none): the temperature of leaf draws
+    # (characters, categories, Gaussian scalars) and the scale of the latent noise.
+    sample_temperature: float = 1.0
+    latent_temperature: float = 1.0
+    scalar_likelihood: str = "mse"  # "mse" (paper) or "gaussian" (learned spread; see ScalarTuple)
+    # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
+    # or the encoder's embedding of the leaf value actually drawn ("reencoded").
+    generation_feedback: str = "emitted"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.scalar_likelihood not in ("mse", "gaussian"):
+            problems.append(Violation("scalar_likelihood", "must be 'mse' or 'gaussian'"))
+        if self.generation_feedback not in ("emitted", "reencoded"):
+            problems.append(Violation("generation_feedback", "must be 'emitted' or 'reencoded'"))
+        if not (self.sample_temperature > 0 and self.latent_temperature > 0):
+            problems.append(Violation("sample_temperature", "temperatures must be > 0"))
+        if self.n_levels < 1 or self.latent_dim < 1:
+            problems.append(Violation("n_levels", "n_levels and latent_dim must be >= 1"))
+        if problems:
+            raise ConfigError("invalid model config", problems)
+
+    def schema_options(self) -> SchemaOptions:
+        from synth.schema.tree import SchemaOptions
+
+        return SchemaOptions(max_recursion=self.max_recursion)
+
+    def gru(self) -> GRUConfig:
+        from synth.nn.gru import GRUConfig
+
+        return GRUConfig(alpha=self.celu_alpha, cap=self.celu_cap)
