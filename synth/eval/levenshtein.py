@@ -7,7 +7,7 @@ multiscale VAE). Lengths and distances count Unicode code points.
 
 The fast path is `rapidfuzz.distance.Levenshtein.distance` (C++); `_levenshtein_slow`
 is its plain dynamic-programming twin, used when rapidfuzz is not installed and in
-the tests that check the two agree (STYLE.md a.8).
+the tests that check the two agree (every fast path has a slow twin in the tests).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def per_char_by_field(
     reconstructions: Iterable[Mapping[str, Any]],
     fields: Sequence[str],
 ) -> dict[str, float]:
-    """`per_char` for each named string field of paired records (DESIGN.md section 5).
+    """`per_char` for each named string field of paired records (paper section 2.2).
 
     A field missing from a record counts as the empty string, which is how proto3
     reads an unset string field.

@@ -6,7 +6,7 @@ plausible *for their zip code*. For each zip code it fits a Gaussian to the trai
 Mahalanobis distance, p = chi2.sf(d^2, k) (= exp(-d^2/2) for k = 2). A perfect
 generator gives uniform p (mean = median = 0.5, std = 1/sqrt(12) = 0.289). Here the
 categorical field and the group of numeric fields are named by the caller
-(DESIGN.md section 5); the address defaults are `postcode` and `(lat, lon)`.
+(paper section 2.2; docs/evaluation.md); the address defaults are `postcode` and `(lat, lon)`.
 
 Records are decoded records: plain dicts of proto field name -> value, a missing
 key meaning unset. Everything is numpy/scipy; no torch.
