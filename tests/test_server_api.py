@@ -17,8 +17,8 @@ from grpc_status import rpc_status
 
 from conftest_server import client, servers  # noqa: F401,F811 - pytest fixtures
 from conftest_server import MODEL, place_records, start_http
-from synth_client._proto import synthesizer_pb2 as pb
-from synth_client._proto import synthesizer_pb2_grpc as pb_grpc
+from synth_contract._proto import synthesizer_pb2 as pb
+from synth_contract._proto import synthesizer_pb2_grpc as pb_grpc
 
 
 def post(servers, path: str, body, **kwargs) -> httpx.Response:
@@ -234,8 +234,8 @@ class _Broken:
 
 
 def test_internal_errors_are_generic_on_both_transports(servers, caplog):
-    from server.grpc_server import create_grpc_server
-    from server.rest_app import create_app
+    from synth.server.grpc.server import create_grpc_server
+    from synth.server.rest.app import create_app
 
     broken = _Broken(servers.service)
     url, stop = start_http(create_app(broken))

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from conftest_server import servers  # noqa: F401,F811 - pytest fixtures
-from synth_client._proto import synthesizer_pb2 as pb
-from synth_client._proto import synthesizer_pb2_grpc as pb_grpc
+from synth_contract._proto import synthesizer_pb2 as pb
+from synth_contract._proto import synthesizer_pb2_grpc as pb_grpc
 
 TICKET_PROTO = """syntax = "proto3";
 package test.tickets;

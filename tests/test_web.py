@@ -50,7 +50,7 @@ def test_map_svg_is_projected_and_shows_the_path(servers):
 
 
 def test_map_picks_the_projection_from_the_data():
-    from server.geo import Point, choose_crs
+    from synth.server.geo import Point, choose_crs
 
     assert choose_crs([Point(-73.2, 44.5)]).to_epsg() == 32618
     assert choose_crs([Point(151.2, -33.9)]).to_epsg() == 32756  # Sydney: UTM 56S
@@ -80,9 +80,9 @@ def test_geojson_path_has_geodesic_step_distances(servers):
 
 
 def test_map_needs_lat_lon_fields(servers, tmp_path):
-    from server.rest_app import create_app
+    from synth.server.rest.app import create_app
     from synth import store
-    from synth.compiler import ModelConfig
+    from synth.model_config import ModelConfig
     from synth.model import Model
     from synth.service import ModelRegistry, SynthService
 

@@ -18,9 +18,7 @@ from torch import nn
 
 from synth.nn.gru import CeluGRUCell, GRUConfig
 from synth.nn.init import celu_linear, linear
-
-EOS = 256
-VOCAB = 257
+from synth.tokens import EOS, VOCAB
 
 
 @dataclass(frozen=True)

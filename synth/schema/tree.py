@@ -1,4 +1,4 @@
-"""Descriptor -> an immutable, torch-free schema tree (DESIGN.md section 3, STYLE.md b).
+"""Descriptor -> an immutable, torch-free schema tree (docs/architecture.md; docs/model.md for the type mapping).
 
 Every node carries its path (`address.geo.lat`) and field number. Recursive message
 types are unrolled up to `max_recursion` occurrences of the same type on a path; a

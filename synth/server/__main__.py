@@ -1,21 +1,9 @@
-"""`python -m server [--models DIR] [--host H] [--http-port P] [--grpc-port Q]`: the same as `synth serve`."""
+"""`python -m synth.server [flags]`: the same as `synth serve` (one front-end, in synth.cli)."""
 from __future__ import annotations
 
-import argparse
+import sys
 
-from server.main import serve
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m server", description="Serve protosynth models over REST and gRPC.")
-    p.add_argument("--models", default="models", help="directory of trained models (default ./models)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=50051)
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    a = p.parse_args(argv)
-    serve(a.models, a.host, a.http_port, a.grpc_port, device=a.device)
-
+from synth.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["serve", *sys.argv[1:]]))

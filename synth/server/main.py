@@ -1,8 +1,8 @@
 """`synth serve`: the REST app and the gRPC server in one process, over one service.
 
-`serve()` blocks until Ctrl-C (or SIGTERM, as `docker stop` sends), then stops
-both servers and cancels running jobs. Reading the environment and printing are
-fine here: this is the edge of the program (STYLE.md a.4).
+`serve(settings)` blocks until Ctrl-C (or SIGTERM, as `docker stop` sends), then
+stops both servers and cancels running jobs. Settings come from
+`synth.server.settings` (flags, `SYNTH_*` variables, defaults).
 """
 from __future__ import annotations
 
@@ -10,31 +10,27 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
 
 import uvicorn
 
-from server.grpc_server import create_grpc_server
-from server.rest_app import create_app
+from synth.server.grpc.server import create_grpc_server
+from synth.server.rest.app import create_app
 from synth import store
-from synth.service import Limits, ModelRegistry, SynthService
+from synth.server.settings import ServerSettings
+from synth.service import ModelRegistry, SynthService
 
-log = logging.getLogger("server")
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+log = logging.getLogger("synth.server")
 
 
-def serve(models_dir: str | Path = "models", host: str = "127.0.0.1", http_port: int = 8000,
-          grpc_port: int = 50051, *, device: str | None = None, limits: Limits = Limits()) -> None:
-    """Serve `models_dir` (plus the bundled models) over HTTP and gRPC until interrupted."""
+def serve(settings: ServerSettings | None = None) -> None:
+    """Serve the models directory (plus the bundled models) over HTTP and gRPC until interrupted."""
+    settings = settings or ServerSettings()
+    host, http_port, grpc_port = settings.host, settings.http_port, settings.grpc_port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    registry = ModelRegistry(models_dir, device=device or default_device())
-    service = SynthService(registry, limits)
-    grpc_server, bound_grpc = create_grpc_server(service, f"{_grpc_host(host)}:{grpc_port}")
+    registry = ModelRegistry(settings.models, device=settings.resolved_device())
+    service = SynthService(registry, settings.limits())
+    grpc_server, bound_grpc = create_grpc_server(service, f"{_grpc_host(host)}:{grpc_port}",
+                                                 max_workers=settings.grpc_workers)
     app = create_app(service, preload=sorted(store.bundled_models()))
     http = uvicorn.Server(uvicorn.Config(app, host=host, port=http_port, log_level="info"))
     http_thread = threading.Thread(target=http.run, name="synth-http", daemon=True)
@@ -92,7 +88,7 @@ Try:
   curl -s {url}/v1/models/{model}:sample -H 'content-type: application/json' -H 'accept: application/x-ndjson' -d '{{"n": 1000}}' | head
   grpcurl -plaintext -d '{{"model": "{model}", "n": 3}}' {target} synth.v1.Synthesizer/Sample
 
-  # pip install clients/python   (the torch-free client)
+  # pip install ./clients/python   (protosynth-client: torch-free)
   python -c "from synth_client import SynthClient; print(SynthClient.rest('{url}').sample('{model}', 3, seed=1))"
   python -c "from synth_client import SynthClient; print(SynthClient.grpc('{target}').sample('{model}', 3, seed=1))"
 

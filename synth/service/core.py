@@ -1,4 +1,4 @@
-"""`SynthService`: every operation of the API, in plain Python (DESIGN.md section 6).
+"""`SynthService`: every operation of the API, in plain Python (docs/service.md).
 
 Like KServe's `DataPlane`, this is what both transports call: it checks request
 arguments and limits, samples in chunks for streaming, and delegates models to
@@ -7,6 +7,7 @@ because only the service's methods take raw request values.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import secrets
@@ -46,6 +47,13 @@ class SynthService:
                 log.warning("skipping model %s: %s", name, e)
         return out
 
+    def preload(self, name: str) -> None:
+        """Load a model now, so that its first request does not pay the load."""
+        self.registry.model(name)
+
+    def model_count(self) -> int:
+        return len(self.registry.names())
+
     def model_info(self, name: str) -> ModelInfo:
         return self.registry.info(name)
 
@@ -55,7 +63,8 @@ class SynthService:
         schema = self.registry.schema(name)
         meta = manifest.get("metadata") or {}
         return ModelDetail(
-            info=entry_info, proto=schema.proto_source(), file_descriptor_set=schema.file_set,
+            **{f.name: getattr(entry_info, f.name) for f in dataclasses.fields(entry_info)},
+            proto=schema.proto_source(), file_descriptor_set=schema.file_set,
             model_config=dict(manifest.get("model_config") or {}),
             train_config=_as_dict(meta.get("train_config") or _as_dict(meta.get("run_config")).get("train")),
             summary=_as_dict(meta.get("summary")),
@@ -104,6 +113,16 @@ class SynthService:
                 yield chunk(k, m)
 
         return generate()
+
+    def sample_text(self, name: str, n: int, fmt: str, **options: Any) -> str:
+        """n records written as text in `fmt` (csv or jsonl), as `synth sample --format` writes them."""
+        import io
+
+        from synth.io import write_records
+
+        out = io.StringIO()
+        write_records(self.sample(name, n, **options), out, self.message_class(name), fmt)
+        return out.getvalue()
 
     def encode(self, name: str, records: Sequence[Any]) -> list[Latent]:
         model = self.registry.model(name)

@@ -1,7 +1,7 @@
 """The plain values the service takes and returns, shared by its parts and both transports.
 
 `SynthService`, `ModelRegistry` and `JobManager` take and return these frozen
-dataclasses (and `Limits`), never wire types; the adapters in `server/` convert
+dataclasses (and `Limits`), never wire types; the adapters in `synth.server` convert
 JSON or protobuf to and from them. Kept apart so that the adapters, the registry
 and the jobs can share them without importing one another.
 """
@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf.message import Message
-
 from synth.errors import InvalidArgument, Violation
+from synth_contract.results import (JOB_STATES, TERMINAL, Field, GeoFields, Interpolation, Job, JobError, Latent,
+                                    ModelDetail, ModelInfo)
 
 # A model name is one path segment: no separators, no leading dot, so no traversal.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -41,54 +41,10 @@ class Limits:
 
 
 # ----------------------------------------------------------------------------- results
+# The result types are the wire contract's (one declaration for server and client).
 
-@dataclass(frozen=True)
-class FieldInfo:
-    name: str
-    path: str
-    type: str
-    repeated: bool
-
-
-@dataclass(frozen=True)
-class GeoFields:
-    """Paths of a latitude/longitude pair, for the map views."""
-
-    lat: str
-    lon: str
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    message: str
-    fields: list[FieldInfo]
-    latent_dim: int
-    source: str  # "local" (models directory) or "bundled"
-    geo: GeoFields | None = None
-
-
-@dataclass(frozen=True)
-class ModelDetail:
-    info: ModelInfo
-    proto: str  # readable .proto source
-    file_descriptor_set: bytes
-    model_config: dict[str, Any]
-    train_config: dict[str, Any]
-    summary: dict[str, Any]
-    metrics: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Latent:
-    mean: list[float]
-    std: list[float]
-
-
-@dataclass(frozen=True)
-class Interpolation:
-    records: list[Message]
-    latents: list[list[float]]
+FieldInfo = Field  # the name the service used before the contract package
+JobStatus = Job
 
 
 @dataclass(frozen=True)
@@ -102,32 +58,6 @@ class JobRequest:
     config: str | None = None
     name: str | None = None
     proto_filename: str = "schema.proto"
-
-
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """A snapshot of a job; `losses` are the latest (final when finished)."""
-
-    id: str
-    name: str
-    state: str
-    step: int = 0
-    steps: int = 0
-    losses: dict[str, float] = field(default_factory=dict)
-    progress: dict[str, float] = field(default_factory=dict)
-    error: dict[str, Any] | None = None
-    cancel_requested: bool = False
-    created_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.state in TERMINAL
 
 
 # ----------------------------------------------------------------------------- names

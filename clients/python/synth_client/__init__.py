@@ -4,18 +4,41 @@
     with SynthClient.rest("http://localhost:8000") as c:      # or SynthClient.grpc("localhost:50051")
         records = c.sample("vermont-address", 10, seed=1, where={"postcode": "05401"})
 
-REST needs httpx; gRPC needs grpcio, protobuf and googleapis-common-protos. The
-gRPC stubs are committed in `synth_client/_proto` (regenerate with
-`python -m server.gen_proto` in the protosynth repository).
+REST needs httpx (`pip install protosynth-client[rest]`); gRPC needs grpcio,
+protobuf and googleapis-common-protos (`[grpc]`). Errors and results are the wire
+contract's (`synth_contract`), shared with the server.
 """
-from synth_client.base import SynthClient
-from synth_client.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError,
-                                 FailedPrecondition, InternalError, InvalidArgument, NotFound, SchemaError,
-                                 SynthError, TooLarge, Unavailable, VersionError, Violation)
-from synth_client.results import (Field, GeoFields, Interpolation, Job, JobError, Latent, ModelDetail,
-                                  ModelInfo)
+from importlib import metadata as _metadata
+from typing import Any
 
-__version__ = "0.1.0"
+from synth_client.base import SynthClient
+from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError,
+                                   FailedPrecondition, InternalError, InvalidArgument, NotFound, SchemaError,
+                                   SynthError, TooLarge, Unavailable, VersionError, Violation)
+from synth_contract.results import (Field, GeoFields, Interpolation, Job, JobError, Latent, ModelDetail,
+                                    ModelInfo)
+
+
+def _rest(url: str, timeout: float = 120.0, **httpx_options: Any) -> SynthClient:
+    from synth_client.rest_client import RestClient  # imported on use: a gRPC-only install has no httpx
+
+    return RestClient(url, timeout=timeout, **httpx_options)
+
+
+def _grpc(target: str, timeout: float = 120.0, credentials: Any = None) -> SynthClient:
+    from synth_client.grpc_client import GrpcClient  # imported on use: a REST-only install has no grpcio
+
+    return GrpcClient(target, timeout=timeout, credentials=credentials)
+
+
+SynthClient.rest = staticmethod(_rest)  # type: ignore[assignment]
+SynthClient.grpc = staticmethod(_grpc)  # type: ignore[assignment]
+
+try:
+    __version__ = _metadata.version("protosynth-client")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "SynthClient", "SynthError", "SchemaError", "ConfigError", "DataError", "InvalidArgument", "NotFound",
     "AlreadyExists", "FailedPrecondition", "TooLarge", "ArtifactError", "VersionError", "Cancelled",

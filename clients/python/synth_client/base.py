@@ -4,9 +4,12 @@
     client = SynthClient.grpc("localhost:50051")         # needs grpcio + protobuf
     client.sample("vermont-address", 5, seed=1)
 
-Both return the same dataclasses and raise the same exceptions (`synth_client.errors`).
+Both return the same dataclasses and raise the same exceptions (the contract's,
+`synth_contract.errors` and `synth_contract.results`, which the server uses too).
 Records are dicts in the proto3 JSON mapping. Transports are imported lazily, so
-a REST-only install never needs grpcio, and nothing here imports torch.
+a REST-only install never needs grpcio, and nothing here imports torch. The two
+factories are attached by the package (`synth_client/__init__.py`), so this base
+class never imports its subclasses.
 """
 from __future__ import annotations
 
@@ -16,21 +19,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from synth_client.results import Interpolation, Job, Latent, ModelDetail, ModelInfo, Record
+from synth_contract.results import Interpolation, Job, Latent, ModelDetail, ModelInfo, Record
 
 
 class SynthClient(abc.ABC):
-    @staticmethod
-    def rest(url: str, timeout: float = 120.0, **httpx_options: Any) -> "SynthClient":
-        from synth_client.rest_client import RestClient
+    """`SynthClient.rest(url)` or `SynthClient.grpc(target)` (attached by the package)."""
 
-        return RestClient(url, timeout=timeout, **httpx_options)
-
-    @staticmethod
-    def grpc(target: str, timeout: float = 120.0, credentials: Any = None) -> "SynthClient":
-        from synth_client.grpc_client import GrpcClient
-
-        return GrpcClient(target, timeout=timeout, credentials=credentials)
+    rest: Callable[..., "SynthClient"]
+    grpc: Callable[..., "SynthClient"]
 
     # -- models ---------------------------------------------------------------------
     @abc.abstractmethod

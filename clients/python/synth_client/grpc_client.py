@@ -12,18 +12,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
-from synth_client._proto import synthesizer_pb2 as pb
-from synth_client._proto import synthesizer_pb2_grpc as pb_grpc
 from synth_client.base import SynthClient
-from synth_client.errors import SynthError, Violation, make_error
-from synth_client.results import (Field, GeoFields, Interpolation, Job, JobError, Latent, ModelDetail,
-                                  ModelInfo, Record)
+from synth_contract._proto import synthesizer_pb2 as pb
+from synth_contract._proto import synthesizer_pb2_grpc as pb_grpc
+from synth_contract.errors import SynthError
+from synth_contract.grpc_wire import (error_of_status, job_from_pb, latent_from_pb, model_detail_from_pb,
+                                      model_info_from_pb, struct_of)
+from synth_contract.results import Interpolation, Job, Latent, ModelDetail, ModelInfo, Record
 
 T = TypeVar("T")
-STATES = {pb.JOB_STATE_QUEUED: "queued", pb.JOB_STATE_RUNNING: "running", pb.JOB_STATE_SUCCEEDED: "succeeded",
-          pb.JOB_STATE_FAILED: "failed", pb.JOB_STATE_CANCELLED: "cancelled"}
 MAX_MESSAGE = 80 << 20
 
 
@@ -50,13 +49,11 @@ class GrpcClient(SynthClient):
 
     # -- models ---------------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:
-        return [_info(m) for m in self._call(self._stub.ListModels, pb.ListModelsRequest()).models]
+        return [model_info_from_pb(m) for m in self._call(self._stub.ListModels, pb.ListModelsRequest()).models]
 
     def get_model(self, name: str) -> ModelDetail:
         d = self._call(self._stub.GetModel, pb.GetModelRequest(name=name))
-        return ModelDetail(**vars(_info(d.info)), proto=d.proto, file_descriptor_set=d.file_descriptor_set,
-                           model_config=_dict(d.model_config), train_config=_dict(d.train_config),
-                           summary=_dict(d.summary), metrics=_dict(d.metrics))
+        return model_detail_from_pb(d)
 
     # -- inference ------------------------------------------------------------------------
     def iter_sample(self, model: str, n: int, seed: int | None = None, temperature: float | None = None,
@@ -65,7 +62,7 @@ class GrpcClient(SynthClient):
         request = pb.SampleRequest(model=model, n=n, seed=seed, temperature=temperature, greedy=greedy,
                                    format=_format(binary))
         if where:
-            request.where.CopyFrom(_struct(dict(where)))
+            request.where.CopyFrom(struct_of(dict(where)))
         stream = self._stub.Sample(request, timeout=self.timeout)
         try:
             for chunk in stream:
@@ -82,7 +79,7 @@ class GrpcClient(SynthClient):
 
     def encode(self, model: str, records: Sequence[Any]) -> list[Latent]:
         out = self._call(self._stub.Encode, pb.EncodeRequest(model=model, records=[_record_in(r) for r in records]))
-        return [Latent(list(l.mean), list(l.std)) for l in out.latents]
+        return [latent_from_pb(l) for l in out.latents]
 
     def decode(self, model: str, latents: Sequence[Sequence[float]], temperature: float | None = None,
                greedy: bool = False, seed: int | None = None, binary: bool = False) -> list[Any]:
@@ -106,13 +103,13 @@ class GrpcClient(SynthClient):
                     config: str | None, name: str | None) -> Job:
         request = pb.CreateJobRequest(proto=proto, message=message, data=data, data_filename=data_filename,
                                       config=config or "", name=name or "")
-        return _job(self._call(self._stub.CreateJob, request))
+        return job_from_pb(self._call(self._stub.CreateJob, request))
 
     def get_job(self, job_id: str) -> Job:
-        return _job(self._call(self._stub.GetJob, pb.GetJobRequest(id=job_id)))
+        return job_from_pb(self._call(self._stub.GetJob, pb.GetJobRequest(id=job_id)))
 
     def cancel_job(self, job_id: str) -> Job:
-        return _job(self._call(self._stub.CancelJob, pb.CancelJobRequest(id=job_id)))
+        return job_from_pb(self._call(self._stub.CancelJob, pb.CancelJobRequest(id=job_id)))
 
     def wait_job(self, job_id: str, timeout: float | None = None,
                  on_progress: Callable[[Job], None] | None = None, poll_s: float = 0.5) -> Job:
@@ -122,7 +119,7 @@ class GrpcClient(SynthClient):
         job = None
         try:
             for update in stream:
-                job = _job(update)
+                job = job_from_pb(update)
                 if on_progress is not None:
                     on_progress(job)
                 if job.done:
@@ -141,46 +138,16 @@ class GrpcClient(SynthClient):
 def rpc_error(e: grpc.RpcError) -> SynthError:
     """The client exception for a failed call, from the rich status when present."""
     code = e.code() if hasattr(e, "code") else None
-    grpc_code = code.name if code is not None else None
     message = e.details() if hasattr(e, "details") else str(e)
-    reason, details, violations = None, {}, []
+    blob = None
     for key, value in (e.trailing_metadata() or ()) if hasattr(e, "trailing_metadata") else ():
         if key == "grpc-status-details-bin":
-            reason, details, violations = _rich_details(value)
-    return make_error(reason, message or "", details, grpc_code=grpc_code, violations=violations)
-
-
-def _rich_details(blob: bytes) -> tuple[str | None, dict[str, Any], list[Violation]]:
-    try:
-        from google.rpc import error_details_pb2, status_pb2
-    except ImportError:  # googleapis-common-protos missing: fall back to the gRPC code
-        return None, {}, []
-    status = status_pb2.Status.FromString(blob)
-    reason, details, violations = None, {}, []
-    for any_ in status.details:
-        if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            any_.Unpack(info)
-            reason, details = info.reason, dict(info.metadata)
-        elif any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            any_.Unpack(bad)
-            violations = [Violation(v.field, v.description) for v in bad.field_violations]
-    return reason, details, violations
+            blob = value
+    return error_of_status(blob, message or "", code.name if code is not None else "")
 
 
 def _format(binary: bool) -> int:
     return pb.RECORD_FORMAT_BINARY if binary else pb.RECORD_FORMAT_JSON
-
-
-def _struct(d: Mapping[str, Any]) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    json_format.ParseDict(dict(d), s)
-    return s
-
-
-def _dict(s: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(s)
 
 
 def _record_in(record: Any) -> pb.Record:
@@ -190,7 +157,7 @@ def _record_in(record: Any) -> pb.Record:
         return pb.Record(binary=record.SerializeToString())
     if not isinstance(record, Mapping):
         raise TypeError(f"a record must be a dict, bytes or a message, not {type(record).__name__}")
-    return pb.Record(json=_struct(record))
+    return pb.Record(json=struct_of(record))
 
 
 def _record_out(record: pb.Record) -> Record | bytes:
@@ -199,17 +166,3 @@ def _record_out(record: pb.Record) -> Record | bytes:
     return json_format.MessageToDict(record.json)
 
 
-def _info(m: pb.ModelInfo) -> ModelInfo:
-    return ModelInfo(name=m.name, message=m.message, latent_dim=m.latent_dim, source=m.source,
-                     fields=[Field(f.name, f.path, f.type, f.repeated) for f in m.fields],
-                     geo=GeoFields(m.geo.lat, m.geo.lon) if m.HasField("geo") else None)
-
-
-def _job(j: pb.Job) -> Job:
-    progress = ({f.name: float(getattr(j.progress, f.name)) for f in j.progress.DESCRIPTOR.fields}
-                if j.HasField("progress") else {})
-    return Job(id=j.id, name=j.name, state=STATES.get(j.state, "unknown"), step=j.step, steps=j.steps,
-               losses=dict(j.losses), progress=progress,
-               error=JobError(j.error.code, j.error.message) if j.HasField("error") else None,
-               cancel_requested=j.cancel_requested, created_at=j.created_at,
-               started_at=j.started_at or None, finished_at=j.finished_at or None)

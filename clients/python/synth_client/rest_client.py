@@ -1,7 +1,6 @@
 """The REST transport (httpx). JSON bodies in the proto3 JSON mapping; NDJSON for streaming."""
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -9,9 +8,9 @@ from typing import Any
 import httpx
 
 from synth_client.base import SynthClient
-from synth_client.errors import SynthError, Unavailable, make_error
-from synth_client.results import (Field, GeoFields, Interpolation, Job, JobError, Latent, ModelDetail,
-                                  ModelInfo, Record)
+from synth_contract.errors import SynthError, Unavailable, error_from_wire
+from synth_contract.results import (Interpolation, Job, Latent, ModelDetail, ModelInfo, Record, job_from_json,
+                                    model_detail_from_json, model_info_from_json)
 
 
 class RestClient(SynthClient):
@@ -43,15 +42,11 @@ class RestClient(SynthClient):
 
     # -- models ---------------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:
-        return [_model_info(m) for m in self._request("GET", "/v1/models").json()["models"]]
+        return [model_info_from_json(m) for m in self._request("GET", "/v1/models").json()["models"]]
 
     def get_model(self, name: str) -> ModelDetail:
         d = self._request("GET", self._model_path(name)).json()
-        info = _model_info(d)
-        return ModelDetail(**vars(info), proto=d["proto"],
-                           file_descriptor_set=base64.b64decode(d["file_descriptor_set"]),
-                           model_config=d.get("model_config") or {}, train_config=d.get("train_config") or {},
-                           summary=d.get("summary") or {}, metrics=d.get("metrics") or {})
+        return model_detail_from_json(d)
 
     # -- inference ------------------------------------------------------------------------
     def iter_sample(self, model: str, n: int, seed: int | None = None, temperature: float | None = None,
@@ -70,7 +65,7 @@ class RestClient(SynthClient):
                     item = json.loads(line)
                     if set(item) == {"error"} and isinstance(item["error"], dict):  # in-band error
                         e = item["error"]
-                        raise make_error(e.get("code"), e.get("message", ""), e.get("details"))
+                        raise error_from_wire(e.get("code"), e.get("message", ""), e.get("details"))
                     yield item
         except httpx.TransportError as e:
             raise Unavailable(f"stream from {self.url} failed: {e}") from e
@@ -100,13 +95,13 @@ class RestClient(SynthClient):
         if config is not None:
             files["config"] = ("run.toml", config.encode("utf-8"), "application/toml")
         form = {"message": message, **({"name": name} if name else {})}
-        return _job(self._request("POST", "/v1/jobs", data=form, files=files).json())
+        return job_from_json(self._request("POST", "/v1/jobs", data=form, files=files).json())
 
     def get_job(self, job_id: str) -> Job:
-        return _job(self._request("GET", f"/v1/jobs/{_quote(job_id)}").json())
+        return job_from_json(self._request("GET", f"/v1/jobs/{_quote(job_id)}").json())
 
     def cancel_job(self, job_id: str) -> Job:
-        return _job(self._request("POST", f"/v1/jobs/{_quote(job_id)}:cancel").json())
+        return job_from_json(self._request("POST", f"/v1/jobs/{_quote(job_id)}:cancel").json())
 
 
 def _quote(segment: str) -> str:
@@ -122,25 +117,10 @@ def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
 def _error(response: httpx.Response) -> SynthError:
     try:
         err = response.json()["error"]
-        return make_error(err.get("code"), err.get("message", ""), err.get("details"),
+        return error_from_wire(err.get("code"), err.get("message", ""), err.get("details"),
                           http_status=response.status_code)
     except (ValueError, KeyError, TypeError, AttributeError):
         text = response.text[:500] or response.reason_phrase
-        return make_error(None, f"HTTP {response.status_code}: {text}", http_status=response.status_code)
+        return error_from_wire(None, f"HTTP {response.status_code}: {text}", http_status=response.status_code)
 
 
-def _model_info(d: dict[str, Any]) -> ModelInfo:
-    geo = d.get("geo")
-    return ModelInfo(name=d["name"], message=d["message"], latent_dim=int(d["latent_dim"]), source=d["source"],
-                     fields=[Field(f["name"], f["path"], f["type"], bool(f["repeated"])) for f in d["fields"]],
-                     geo=GeoFields(geo["lat"], geo["lon"]) if geo else None)
-
-
-def _job(d: dict[str, Any]) -> Job:
-    err = d.get("error")
-    return Job(id=d["id"], name=d["name"], state=d["state"], step=int(d.get("step", 0)),
-               steps=int(d.get("steps", 0)), losses=dict(d.get("losses") or {}),
-               progress=dict(d.get("progress") or {}),
-               error=JobError(err.get("code", ""), err.get("message", "")) if err else None,
-               cancel_requested=bool(d.get("cancel_requested")), created_at=float(d.get("created_at") or 0),
-               started_at=d.get("started_at"), finished_at=d.get("finished_at"))

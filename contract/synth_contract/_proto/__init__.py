@@ -1,1 +1,1 @@
-"""Generated stubs of synth/v1/synthesizer.proto (python -m server.gen_proto); do not edit."""
+"""Generated stubs of synth/v1/synthesizer.proto (python -m synth_contract.gen_proto); do not edit."""

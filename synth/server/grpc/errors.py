@@ -1,12 +1,9 @@
 """Exceptions -> gRPC status, in one interceptor (KServe's ExceptionToStatusInterceptor).
 
-Reads the same table as the REST handlers (`server.errors.classify`). The status
-carries rich details (grpc/grpc examples/python/errors), sent with
-`abort_with_status`:
-  - `google.rpc.ErrorInfo`: reason = protosynth's error code (`invalid_data`), domain
-    "protosynth", metadata = the scalar details; clients map `reason` back to an
-    exception class;
-  - `google.rpc.BadRequest`: one field violation per `Violation(path, message)`.
+`synth.server.errors.classify` picks the error and the contract's table its gRPC
+code, as for REST; `synth_contract.grpc_wire.status_of` builds the rich status
+(ErrorInfo with the error code, BadRequest with the violations) that the client's
+`error_of_status` reads back. Sent with `abort_with_status`.
 """
 from __future__ import annotations
 
@@ -14,40 +11,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.errors import ErrorBody, classify
-
-DOMAIN = "protosynth"
-
-
-def to_status(body: ErrorBody) -> grpc.Status:
-    code = body.mapping.grpc
-    details = []
-    info = error_details_pb2.ErrorInfo(
-        reason=body.code, domain=DOMAIN,
-        metadata={k: str(v) for k, v in body.details.items() if isinstance(v, (str, int, float, bool))})
-    details.append(_pack(info))
-    if body.violations:
-        bad = error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.get("path", ""), description=v.get("message", ""))
-            for v in body.violations])
-        details.append(_pack(bad))
-    status = status_pb2.Status(code=code.value[0], message=body.message, details=details)
-    return rpc_status.to_status(status)
-
-
-def _pack(message: Any) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
+from synth.server.errors import classify
+from synth_contract.grpc_wire import status_of
 
 
 def abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     """Abort the RPC with the status for `exc` (raises, as `context.abort` does)."""
-    context.abort_with_status(to_status(classify(exc)))
+    error, wire = classify(exc)
+    code = grpc.StatusCode[wire.grpc]
+    context.abort_with_status(rpc_status.to_status(status_of(error, code.value[0])))
 
 
 class ExceptionToStatusInterceptor(grpc.ServerInterceptor):

@@ -1,4 +1,4 @@
-"""The gRPC adapter: `create_grpc_server(service, address) -> (server, port)` (STYLE.md b, server/).
+"""The gRPC adapter: `create_grpc_server(service, address) -> (server, port)` (docs/architecture.md).
 
 The servicer only converts protobuf requests to service arguments and results
 back; exceptions become statuses in `ExceptionToStatusInterceptor`, from the
@@ -14,34 +14,24 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.grpc_errors import ExceptionToStatusInterceptor
 from synth.errors import InvalidArgument, Violation
-from synth.records import to_dict
-from synth.service import JobRequest, JobStatus, ModelInfo, SynthService
-# The one committed copy of the stubs lives in the client package, which is always
-# installed with the server (python -m server.gen_proto regenerates it).
-from synth_client._proto import synthesizer_pb2 as pb
-from synth_client._proto import synthesizer_pb2_grpc as pb_grpc
+from synth.service import to_dict
+from synth.server.grpc.errors import ExceptionToStatusInterceptor
+from synth.service import JobRequest, SynthService
+from synth_contract._proto import synthesizer_pb2 as pb
+from synth_contract._proto import synthesizer_pb2_grpc as pb_grpc
+from synth_contract.grpc_wire import (job_to_pb, latent_to_pb, model_detail_to_pb, model_info_to_pb,
+                                      struct_of)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Synthesizer"].full_name
-JOB_STATES = {"queued": pb.JOB_STATE_QUEUED, "running": pb.JOB_STATE_RUNNING,
-              "succeeded": pb.JOB_STATE_SUCCEEDED, "failed": pb.JOB_STATE_FAILED,
-              "cancelled": pb.JOB_STATE_CANCELLED}
 
 
 # ----------------------------------------------------------------------------- conversion
-
-def struct_of(d: dict[str, Any] | None) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    if d:
-        json_format.ParseDict(d, s)
-    return s
-
 
 def plain(value: Any) -> Any:
     """Struct numbers are doubles; give integral ones back as ints (`where` on int fields)."""
@@ -71,28 +61,6 @@ def records_out(messages: list[Message], fmt: int) -> list[pb.Record]:
     return [record_out(m, fmt) for m in messages]
 
 
-def model_info_pb(info: ModelInfo) -> pb.ModelInfo:
-    out = pb.ModelInfo(name=info.name, message=info.message, latent_dim=info.latent_dim, source=info.source,
-                       fields=[pb.Field(name=f.name, path=f.path, type=f.type, repeated=f.repeated)
-                               for f in info.fields])
-    if info.geo is not None:
-        out.geo.CopyFrom(pb.GeoFields(lat=info.geo.lat, lon=info.geo.lon))
-    return out
-
-
-def job_pb(s: JobStatus) -> pb.Job:
-    job = pb.Job(id=s.id, name=s.name, state=JOB_STATES.get(s.state, pb.JOB_STATE_UNSPECIFIED), step=s.step,
-                 steps=s.steps, losses=s.losses, cancel_requested=s.cancel_requested,
-                 created_at=s.created_at, started_at=s.started_at or 0.0, finished_at=s.finished_at or 0.0)
-    if s.progress:
-        known = {f.name for f in pb.JobProgress.DESCRIPTOR.fields}
-        job.progress.CopyFrom(pb.JobProgress(**{k: (int(v) if k in ("step", "steps") else v)
-                                                for k, v in s.progress.items() if k in known}))
-    if s.error:
-        job.error.CopyFrom(pb.JobError(code=str(s.error.get("code", "")), message=str(s.error.get("message", ""))))
-    return job
-
-
 def _optional(request: Message, name: str) -> Any:
     return getattr(request, name) if request.HasField(name) else None
 
@@ -111,13 +79,10 @@ class SynthesizerServicer(pb_grpc.SynthesizerServicer):
         self.service = service
 
     def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(models=[model_info_pb(m) for m in self.service.list_models()])
+        return pb.ListModelsResponse(models=[model_info_to_pb(m) for m in self.service.list_models()])
 
     def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> pb.ModelDetail:
-        d = self.service.get_model(request.name)
-        return pb.ModelDetail(info=model_info_pb(d.info), proto=d.proto, file_descriptor_set=d.file_descriptor_set,
-                              model_config=struct_of(d.model_config), train_config=struct_of(d.train_config),
-                              summary=struct_of(d.summary), metrics=struct_of(d.metrics))
+        return model_detail_to_pb(self.service.get_model(request.name))
 
     def Sample(self, request: pb.SampleRequest, context: grpc.ServicerContext) -> Iterator[pb.SampleResponse]:
         where = plain(json_format.MessageToDict(request.where)) if request.HasField("where") else None
@@ -132,7 +97,7 @@ class SynthesizerServicer(pb_grpc.SynthesizerServicer):
 
     def Encode(self, request: pb.EncodeRequest, context: grpc.ServicerContext) -> pb.EncodeResponse:
         latents = self.service.encode(request.model, [record_in(r) for r in request.records])
-        return pb.EncodeResponse(latents=[pb.Latent(mean=l.mean, std=l.std) for l in latents])
+        return pb.EncodeResponse(latents=[latent_to_pb(l) for l in latents])
 
     def Decode(self, request: pb.DecodeRequest, context: grpc.ServicerContext) -> pb.DecodeResponse:
         records = self.service.decode(request.model, [list(v.values) for v in request.latents],
@@ -159,18 +124,18 @@ class SynthesizerServicer(pb_grpc.SynthesizerServicer):
             proto=request.proto, message=request.message, data=request.data,
             data_filename=request.data_filename or "data", config=request.config or None,
             name=request.name or None))
-        return job_pb(job)
+        return job_to_pb(job)
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.Job:
-        return job_pb(self.service.get_job(request.id))
+        return job_to_pb(self.service.get_job(request.id))
 
     def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.Job]:
         stop = _stop_event(context)
         for status in self.service.watch_job(request.id, should_stop=stop.is_set):
-            yield job_pb(status)
+            yield job_to_pb(status)
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.Job:
-        return job_pb(self.service.cancel_job(request.id))
+        return job_to_pb(self.service.cancel_job(request.id))
 
 
 # ----------------------------------------------------------------------------- factory

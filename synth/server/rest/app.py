@@ -1,8 +1,8 @@
-"""The REST adapter: `create_app(service) -> FastAPI` (STYLE.md b, server/).
+"""The REST adapter: `create_app(service) -> FastAPI` (docs/architecture.md).
 
 Thin by design: routers convert JSON to service arguments and results back, and
-every error goes through `server.errors.classify`, the table the gRPC
-interceptor reads too. Body: `{"error": {"code", "message", "details"}}`; a bug
+every error goes through `synth.server.errors.classify` and the contract's one
+table of HTTP and gRPC codes, which the gRPC interceptor reads too. Body: `{"error": {"code", "message", "details"}}`; a bug
 is a 500 with a generic message and an id, never a stack trace.
 """
 from __future__ import annotations
@@ -20,14 +20,15 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import synth
-from server.errors import INTERNAL, ErrorBody, classify, mapping_for
-from server.rest import jobs, models, web
-from server.rest.limits import BodyLimitMiddleware
-from server.rest.schemas import Health
-from synth.errors import InvalidArgument, SynthError
+from synth.errors import InvalidArgument, SynthError, Violation
+from synth.server.errors import classify, error_json
+from synth.server.rest import jobs, models, web
+from synth.server.rest.limits import BodyLimitMiddleware
+from synth.server.rest.schemas import Health
 from synth.service import SynthService
+from synth_contract.errors import BY_CODE
 
-log = logging.getLogger("server.rest")
+log = logging.getLogger("synth.server.rest")
 
 HTTP_CODES = {400: "invalid_argument", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
               409: "failed_precondition", 413: "too_large", 415: "unsupported_media_type", 422: "invalid_argument"}
@@ -45,7 +46,7 @@ def create_app(service: SynthService, preload: Sequence[str] = ()) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name in preload:  # pay the load cost before the first request, not during it
             try:
-                await run_in_threadpool(service.registry.model, name)
+                await run_in_threadpool(service.preload, name)
             except Exception as e:  # noqa: BLE001 - a broken model must not stop the server
                 log.warning("could not preload model %s: %s", name, e)
         yield
@@ -64,35 +65,34 @@ def create_app(service: SynthService, preload: Sequence[str] = ()) -> FastAPI:
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> dict[str, Any]:
         """Liveness: the process answers and can list its models."""
-        return {"status": "ok", "models": len(service.registry.names())}
+        return {"status": "ok", "models": service.model_count()}
 
     return app
 
 
-def _respond(body: ErrorBody, status: int | None = None) -> JSONResponse:
-    return JSONResponse(body.to_json(), status_code=status or body.mapping.http)
+def _respond(exc: BaseException) -> JSONResponse:
+    error, wire = classify(exc)
+    return JSONResponse(error_json(error), status_code=wire.http)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        violations = [{"path": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-                       "message": e.get("msg", "")} for e in exc.errors()]
-        body = ErrorBody(mapping_for(InvalidArgument), "invalid_argument", "the request does not match the API",
-                         {"violations": violations})
-        return _respond(body)
+        violations = [Violation(".".join(str(p) for p in e.get("loc", ()) if p != "body"), e.get("msg", ""))
+                      for e in exc.errors()]
+        return _respond(InvalidArgument("the request does not match the API", violations))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "internal" if exc.status_code >= 500 else "invalid_argument")
-        body = ErrorBody(INTERNAL, code, str(exc.detail), {"violations": []})
-        return JSONResponse(body.to_json(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        error = BY_CODE.get(code, SynthError)(str(exc.detail), code=code)
+        return JSONResponse(error_json(error), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(SynthError)
     async def domain_error(request: Request, exc: SynthError) -> JSONResponse:
-        return _respond(classify(exc))
+        return _respond(exc)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         # Anything else is a bug: a generic 500 with an id; the traceback is logged by classify.
-        return _respond(classify(exc))
+        return _respond(exc)

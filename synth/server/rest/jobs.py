@@ -6,10 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
-from server.rest import convert
-from server.rest.deps import ServiceDep
-from server.rest.models import ERRORS
-from server.rest.schemas import JobOut
+from synth.server.rest import convert
+from synth.server.rest.deps import ServiceDep
+from synth.server.rest.models import ERRORS
+from synth.server.rest.schemas import JobOut
 from synth.errors import SchemaError, Violation
 from synth.service import JobRequest
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from server.errors import classify
+from synth.server.errors import classify, error_json
 from synth.errors import TooLarge, Violation
 
 
@@ -56,9 +56,9 @@ class BodyLimitMiddleware:
                         [Violation("body", f"at most {self.max_bytes} bytes")], limit=self.max_bytes)
 
     async def _refuse(self, send: Any, size: int) -> None:
-        body = classify(self._error(size))
-        payload = json.dumps(body.to_json()).encode()
-        await send({"type": "http.response.start", "status": body.mapping.http,
+        error, wire = classify(self._error(size))
+        payload = json.dumps(error_json(error)).encode()
+        await send({"type": "http.response.start", "status": wire.http,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})

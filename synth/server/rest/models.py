@@ -5,7 +5,6 @@ model calls never stall the event loop (fastapi-best-practices, "Async Routes").
 """
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -13,12 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from fastapi.responses import Response, StreamingResponse
 
-from server.errors import classify
-from server.rest import convert
-from server.rest.deps import ServiceDep
-from server.rest.schemas import (DecodeIn, EncodeOut, ErrorResponse, InterpolateIn, InterpolateOut, ModelDetailOut,
+from synth.server.errors import classify, error_json
+from synth.server.rest import convert
+from synth.server.rest.deps import ServiceDep
+from synth.server.rest.schemas import (DecodeIn, EncodeOut, ErrorResponse, InterpolateIn, InterpolateOut, ModelDetailOut,
                                  ModelList, RecordsIn, RecordsOut, SampleIn)
-from synth.io import write_records
 
 NDJSON, CSV = "application/x-ndjson", "text/csv"
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -52,12 +50,9 @@ def sample(name: str, body: SampleIn, service: ServiceDep,
     if NDJSON in wants:
         chunks = service.sample_chunks(name, body.n, **args)  # checks the request and makes chunk 0
         return StreamingResponse(_guarded(convert.ndjson_lines(chunks)), media_type=NDJSON)
-    records = service.sample(name, body.n, **args)
     if CSV in wants:
-        out = io.StringIO()
-        write_records(records, out, service.message_class(name), "csv")
-        return Response(out.getvalue(), media_type=f"{CSV}; charset=utf-8")
-    return {"records": convert.records_out(records)}
+        return Response(service.sample_text(name, body.n, "csv", **args), media_type=f"{CSV}; charset=utf-8")
+    return {"records": convert.records_out(service.sample(name, body.n, **args))}
 
 
 def _guarded(lines: Iterator[bytes]) -> Iterator[bytes]:
@@ -65,7 +60,7 @@ def _guarded(lines: Iterator[bytes]) -> Iterator[bytes]:
     try:
         yield from lines
     except Exception as e:  # noqa: BLE001 - classified (and logged if a bug) below
-        yield (json.dumps(classify(e).to_json()) + "\n").encode()
+        yield (json.dumps(error_json(classify(e)[0])) + "\n").encode()
 
 
 @router.post("/{name}:encode", response_model=EncodeOut)

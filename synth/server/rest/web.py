@@ -11,19 +11,19 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from server import geo
-from server.rest.deps import ServiceDep
-from server.rest.models import ERRORS
-from server.rest.schemas import InterpolateIn, MapIn
+from synth.server import geo
+from synth.server.rest.deps import ServiceDep
+from synth.server.rest.models import ERRORS
+from synth.server.rest.schemas import InterpolateIn, MapIn
 from synth.errors import InvalidArgument, Violation
-from synth.records import to_dict
+from synth.service import to_dict
 from synth.service import GeoFields, SynthService
 
 SVG, GEOJSON = "image/svg+xml", "application/geo+json"
 
 
 def page_html() -> str:
-    return resources.files("server").joinpath("web/index.html").read_text(encoding="utf-8")
+    return resources.files("synth.server").joinpath("web/index.html").read_text(encoding="utf-8")
 
 
 def make_router(page: str) -> APIRouter:

@@ -1,0 +1,73 @@
+"""Server settings: declared once, read from `synth serve` flags, `SYNTH_*` variables and defaults.
+
+Precedence: a flag beats an environment variable, which beats the default. Every
+setting is validated when the server starts, and every problem is reported at
+once with its name (`http_port: Input should be less than or equal to 65535`).
+This is the only place below the CLI that reads the environment.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from synth.errors import ConfigError, Violation
+from synth.service.types import Limits
+
+ENV_PREFIX = "SYNTH_"
+
+
+class ServerSettings(BaseSettings):
+    """What `synth serve` needs; each field is a flag (`--http-port`) and a variable (`SYNTH_HTTP_PORT`)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    models: Path = Field(Path("models"), description="directory of trained models (the bundled ones are added)")
+    host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 for all)")
+    http_port: int = Field(8000, ge=0, le=65535, description="REST port (0: any free port)")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where models run (auto: cuda if present)")
+    grpc_workers: int = Field(16, ge=1, le=1024, description="gRPC worker threads (each long stream holds one)")
+    # Request limits (synth.service.Limits): a request beyond one gets 413 / RESOURCE_EXHAUSTED.
+    max_sample: int = Field(Limits.max_sample, ge=1, description="records in one non-streamed sample")
+    max_sample_stream: int = Field(Limits.max_sample_stream, ge=1, description="records in one streamed sample")
+    max_records: int = Field(Limits.max_records, ge=1, description="records or latents in one encode/decode")
+    max_interpolate_steps: int = Field(Limits.max_interpolate_steps, ge=2, description="points on one path")
+    max_train_steps: int = Field(Limits.max_train_steps, ge=1, description="steps of one training job")
+    max_upload_bytes: int = Field(Limits.max_upload_bytes, ge=1024, description="request body and job data size")
+    sample_chunk: int = Field(Limits.sample_chunk, ge=1, le=65536, description="records per generated chunk")
+    jobs_kept: int = Field(Limits.jobs_kept, ge=1, description="finished jobs remembered")
+
+    def limits(self) -> Limits:
+        return Limits(**{name: getattr(self, name) for name in Limits.__dataclass_fields__})
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_settings(**overrides: Any) -> ServerSettings:
+    """Settings from `overrides` (flags; None means not given), then `SYNTH_*` variables, then defaults."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ServerSettings(**given)
+    except ValidationError as e:
+        violations = [Violation(".".join(str(p) for p in err["loc"]) or "settings", err["msg"])
+                      for err in e.errors()]
+        raise ConfigError("invalid server settings (flags or SYNTH_* variables)", violations) from None
+
+
+def setting_flags() -> list[tuple[str, str, Any, str]]:
+    """(field, --flag, type, help) for every setting: how `synth serve` builds its flags."""
+    out = []
+    for name, info in ServerSettings.model_fields.items():
+        kind = info.annotation if info.annotation in (int, str) else str
+        env = f"{ENV_PREFIX}{name.upper()}"
+        out.append((name, "--" + name.replace("_", "-"), kind,
+                    f"{info.description} (env {env}; default {info.default})"))
+    return out

@@ -1,0 +1,58 @@
+"""Server settings: flags beat SYNTH_* variables beat defaults; every bad value is reported at once."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from synth.errors import ConfigError
+from synth.server.settings import ServerSettings, load_settings, setting_flags
+from synth.service import Limits
+
+
+def test_defaults_match_the_service_limits(monkeypatch):
+    for name in [n for n, *_ in setting_flags()]:
+        monkeypatch.delenv(f"SYNTH_{name.upper()}", raising=False)
+    s = load_settings()
+    assert (s.host, s.http_port, s.grpc_port, s.device) == ("127.0.0.1", 8000, 50051, "auto")
+    assert s.limits() == Limits()
+
+
+def test_environment_then_flags(monkeypatch):
+    monkeypatch.setenv("SYNTH_HTTP_PORT", "9001")
+    monkeypatch.setenv("SYNTH_MAX_SAMPLE", "77")
+    s = load_settings()
+    assert s.http_port == 9001 and s.limits().max_sample == 77
+    s = load_settings(http_port=9002, max_sample=None)  # None: the flag was not given
+    assert s.http_port == 9002 and s.limits().max_sample == 77
+
+
+def test_every_problem_is_reported_with_its_name(monkeypatch):
+    monkeypatch.setenv("SYNTH_GRPC_PORT", "not-a-port")
+    with pytest.raises(ConfigError) as e:
+        load_settings(http_port=70000, device="tpu", max_sample=0)
+    paths = {v.path for v in e.value.violations}
+    assert paths == {"http_port", "grpc_port", "device", "max_sample"}
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(ConfigError) as e:
+        load_settings(max_smaple=3)
+    assert [v.path for v in e.value.violations] == ["max_smaple"]
+
+
+def test_serve_help_lists_every_setting_with_its_variable():
+    out = subprocess.run([sys.executable, "-m", "synth.cli", "serve", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for name in ServerSettings.model_fields:
+        assert "--" + name.replace("_", "-") in out
+        assert f"SYNTH_{name.upper()}" in out.replace("\n", " ").replace("  ", " ") or \
+            f"SYNTH_{name.upper()}" in out
+
+
+def test_serve_refuses_bad_settings_before_starting(monkeypatch):
+    proc = subprocess.run([sys.executable, "-m", "synth.server", "--http-port", "-5"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "http_port" in proc.stderr and "Traceback" not in proc.stderr
