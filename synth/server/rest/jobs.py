@@ -9,14 +9,14 @@ from fastapi.concurrency import run_in_threadpool
 from synth.server.rest import convert
 from synth.server.rest.deps import ServiceDep
 from synth.server.rest.models import ERRORS
-from synth.server.rest.schemas import JobOut
+from synth.service import Job  # the contract's type: one Job shape for REST, gRPC and clients
 from synth.errors import SchemaError, Violation
 from synth.service import JobRequest
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 
 
-@router.post("", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED)
+@router.post("", response_model=Job, status_code=status.HTTP_202_ACCEPTED)
 async def create_job(
     service: ServiceDep,
     proto: Annotated[UploadFile, File(description=".proto file defining the record message")],
@@ -40,13 +40,13 @@ async def create_job(
     return convert.job_out(await run_in_threadpool(service.create_job, request))
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=Job)
 def get_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
     """State, step, latest losses and progress (records/s, ETA)."""
     return convert.job_out(service.get_job(job_id))
 
 
-@router.post("/{job_id}:cancel", response_model=JobOut)
+@router.post("/{job_id}:cancel", response_model=Job)
 def cancel_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
     """Ask a job to stop; a queued job is cancelled at once, a running one at its next step."""
     return convert.job_out(service.cancel_job(job_id))

@@ -11,6 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from synth.service import Field as Field_
+from synth.service import GeoFields, ModelInfo
+
 Record = dict[str, Any]
 
 
@@ -33,32 +36,19 @@ class ErrorResponse(BaseModel):
 
 # ----------------------------------------------------------------------------- models
 
-class FieldOut(BaseModel):
-    name: str
-    path: str
-    type: str
-    repeated: bool
+class ModelList(BaseModel):
+    models: list[ModelInfo]  # the contract's type
 
 
-class GeoOut(BaseModel):
-    lat: str
-    lon: str
+class ModelDetailOut(BaseModel):
+    """The contract's ModelDetail as JSON (`synth_contract.results.to_json`): bytes travel as base64."""
 
-
-class ModelOut(BaseModel):
     name: str
     message: str
-    fields: list[FieldOut]
+    fields: list[Field_]
     latent_dim: int
     source: str = Field(description="local (models directory) or bundled")
-    geo: GeoOut | None = Field(None, description="lat/lon field paths when the schema has them")
-
-
-class ModelList(BaseModel):
-    models: list[ModelOut]
-
-
-class ModelDetailOut(ModelOut):
+    geo: GeoFields | None = Field(None, description="lat/lon field paths when the schema has them")
     proto: str = Field(description=".proto source of the schema")
     file_descriptor_set: str = Field(description="base64 FileDescriptorSet that builds the message class")
     model_config_: dict[str, Any] = Field(alias="model_config")
@@ -129,21 +119,6 @@ class MapIn(_Strict):
 
 
 # ----------------------------------------------------------------------------- jobs
-
-class JobOut(BaseModel):
-    id: str
-    name: str = Field(description="the model name the job registers")
-    state: str = Field(description="queued | running | succeeded | failed | cancelled")
-    step: int
-    steps: int
-    losses: dict[str, float]
-    progress: dict[str, float]
-    error: ErrorInfo | None = None
-    cancel_requested: bool
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-
 
 class Health(BaseModel):
     status: str
