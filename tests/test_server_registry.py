@@ -72,6 +72,7 @@ def test_a_broken_artifact_is_skipped_in_listings_and_a_500_when_used(models_dir
     from synth_contract.errors import wire_for
 
     assert wire_for(errors.VersionError).http == 500
+    assert service.health() == ([MODEL], ["broken"])  # /healthz counts only the healthy one
 
 
 def test_limits_raise_too_large(models_dir):

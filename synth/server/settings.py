@@ -39,6 +39,11 @@ class ServerSettings(BaseSettings):
     max_upload_bytes: int = Field(Limits.max_upload_bytes, ge=1024, description="request body and job data size")
     sample_chunk: int = Field(Limits.sample_chunk, ge=1, le=65536, description="records per generated chunk")
     jobs_kept: int = Field(Limits.jobs_kept, ge=1, description="finished jobs remembered")
+    max_string_bytes: int = Field(Limits.max_string_bytes, ge=16, le=1 << 20,
+                                  description="longest string value in a record or where (bytes)")
+    number_range_sigmas: float = Field(Limits.number_range_sigmas, gt=0,
+                                       description="numbers within this many training std devs of the mean")
+    max_temperature: float = Field(Limits.max_temperature, gt=0, le=1000, description="highest sampling temperature")
 
     def limits(self) -> Limits:
         return Limits(**{name: getattr(self, name) for name in Limits.__dataclass_fields__})
@@ -66,7 +71,7 @@ def setting_flags() -> list[tuple[str, str, Any, str]]:
     """(field, --flag, type, help) for every setting: how `synth serve` builds its flags."""
     out = []
     for name, info in ServerSettings.model_fields.items():
-        kind = info.annotation if info.annotation in (int, str) else str
+        kind = info.annotation if info.annotation in (int, float, str) else str
         env = f"{ENV_PREFIX}{name.upper()}"
         out.append((name, "--" + name.replace("_", "-"), kind,
                     f"{info.description} (env {env}; default {info.default})"))

@@ -18,7 +18,8 @@ import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from synth.errors import DataError, InvalidArgument, SynthError, TooLarge, Violation
-from synth.records import to_message
+from synth.records import to_dict, to_message
+from synth.service.bounds import InputBounds
 from synth.service.jobs import JobManager
 from synth.service.registry import ModelRegistry
 from synth.service.types import Interpolation, JobRequest, JobStatus, Latent, Limits, ModelDetail, ModelInfo
@@ -51,8 +52,17 @@ class SynthService:
         """Load a model now, so that its first request does not pay the load."""
         self.registry.model(name)
 
-    def model_count(self) -> int:
-        return len(self.registry.names())
+    def health(self) -> tuple[list[str], list[str]]:
+        """(healthy, broken) model names: a broken artifact is reported, never counted as served."""
+        healthy, broken = [], []
+        for name in self.registry.names():
+            try:
+                self.registry.info(name)
+            except SynthError:
+                broken.append(name)
+            else:
+                healthy.append(name)
+        return healthy, broken
 
     def model_info(self, name: str) -> ModelInfo:
         return self.registry.info(name)
@@ -90,10 +100,12 @@ class SynthService:
         up to one chunk equals `Model.sample(n, seed=seed)`.
         """
         self._check_count("n", n, self.limits.max_sample_stream)
-        temperature = _temperature(temperature)
+        temperature = self._temperature(temperature)
         base = _seed(seed) if seed is not None else secrets.randbits(63)
         where = _where(where)
         model = self.registry.model(name)
+        if where:
+            self._bounds(model).check_where(where)
         size = self.limits.sample_chunk
         sizes = [min(size, n - i) for i in range(0, n, size)]
 
@@ -135,7 +147,7 @@ class SynthService:
         self._check_count("latents", len(latents), self.limits.max_records)
         model = self.registry.model(name)
         z = _matrix(latents, model.latent_dim)
-        return model.decode(z, temperature=_temperature(temperature), greedy=greedy,
+        return model.decode(z, temperature=self._temperature(temperature), greedy=greedy,
                             seed=_seed(seed) if seed is not None else None)
 
     def interpolate(self, name: str, start: Any, end: Any, steps: int = 8,
@@ -145,8 +157,8 @@ class SynthService:
         self._check_count("steps", steps, self.limits.max_interpolate_steps)
         model = self.registry.model(name)
         cls = self.message_class(name)
-        a = _record(start, cls, "from")
-        b = _record(end, cls, "to")
+        a = self._checked(model, _record(start, cls, "from"), "from")
+        b = self._checked(model, _record(end, cls, "to"), "to")
         records, z = model.interpolate(a, b, steps=steps, method=method or "linear")
         return Interpolation(records, z.tolist())
 
@@ -160,7 +172,23 @@ class SynthService:
             raise InvalidArgument("records must be a list", [Violation("records", "expected a list")])
         self._check_count("records", len(records), self.limits.max_records)
         cls = self.message_class(name)
-        return [_record(r, cls, f"records[{i}]") for i, r in enumerate(records)]
+        model = self.registry.model(name)
+        return [self._checked(model, _record(r, cls, f"records[{i}]"), f"records[{i}]")
+                for i, r in enumerate(records)]
+
+    def _bounds(self, model: Any) -> InputBounds:
+        return InputBounds.of(model, self.limits.max_string_bytes, self.limits.number_range_sigmas)
+
+    def _checked(self, model: Any, message: Message, where: str) -> Message:
+        self._bounds(model).check_record(to_dict(message), where)
+        return message
+
+    def _temperature(self, t: float | None) -> float | None:
+        t = _temperature(t)
+        if t is not None and t > self.limits.max_temperature:
+            raise InvalidArgument(f"temperature must be at most {self.limits.max_temperature:g}",
+                                  [Violation("temperature", f"at most {self.limits.max_temperature:g}")])
+        return t
 
     @staticmethod
     def _check_count(what: str, value: Any, limit: int, hint: str = "") -> None:

@@ -38,6 +38,10 @@ class Limits:
     max_upload_bytes: int = 64 << 20  # request bodies, and a job's data file
     sample_chunk: int = 512  # records generated per chunk (and per streamed message)
     jobs_kept: int = 200  # finished jobs remembered for GET /v1/jobs/{id}
+    # Bounded work per request (synth.service.bounds): checked before any model work.
+    max_string_bytes: int = 4096  # a string value in a record or `where`, whatever the field
+    number_range_sigmas: float = 50.0  # numbers within this many training std devs of the mean
+    max_temperature: float = 10.0
 
 
 # ----------------------------------------------------------------------------- results

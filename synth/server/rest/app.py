@@ -64,8 +64,9 @@ def create_app(service: SynthService, preload: Sequence[str] = ()) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> dict[str, Any]:
-        """Liveness: the process answers and can list its models."""
-        return {"status": "ok", "models": service.model_count()}
+        """Liveness: the process answers; `models` counts the healthy models, `broken` names the others."""
+        healthy, broken = service.health()
+        return {"status": "ok", "models": len(healthy), "broken": broken}
 
     return app
 

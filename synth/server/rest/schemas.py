@@ -122,4 +122,5 @@ class MapIn(_Strict):
 
 class Health(BaseModel):
     status: str
-    models: int
+    models: int = Field(description="models that can be served")
+    broken: list[str] = Field(default_factory=list, description="models whose artifact is broken")

@@ -1,0 +1,99 @@
+"""Bounded work per request: oversized strings, non-finite or far-off numbers and huge temperatures
+get a 4xx naming the field, fast, before any model work, on both transports."""
+from __future__ import annotations
+
+import resource
+import time
+
+import pytest
+
+from conftest_server import servers  # noqa: F401 - pytest fixture
+from conftest_server import MODEL, place_records
+from synth.errors import InvalidArgument
+from synth.service import Limits, ModelRegistry, SynthService
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.fixture(scope="module")
+def clients(servers):  # noqa: F811
+    rest, grpc_ = servers.rest(), servers.grpc()
+    yield {"rest": rest, "grpc": grpc_}
+    rest.close()
+    grpc_.close()
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_10kb_where_string_is_refused_fast(clients, transport):
+    before, t0 = _rss_mb(), time.perf_counter()
+    with pytest.raises(InvalidArgument) as e:
+        clients[transport].sample(MODEL, 1, where={"city": "9" * 10_000})
+    assert time.perf_counter() - t0 < 1.0
+    assert [v.path for v in e.value.violations] == ["where.city"]
+    assert _rss_mb() - before < 50
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_1mb_record_string_is_refused_fast(clients, transport):
+    record = {**place_records(1)[0], "city": "x" * (1 << 20)}
+    before, t0 = _rss_mb(), time.perf_counter()
+    with pytest.raises(InvalidArgument) as e:
+        clients[transport].encode(MODEL, [record])
+    assert time.perf_counter() - t0 < 1.0
+    assert e.value.violations[0].path == "records[0].city"
+    assert "at most" in e.value.violations[0].message
+    assert len(str(e.value)) < 1000  # the error names the size, it does not echo the value
+    assert _rss_mb() - before < 50
+
+
+def test_numbers_must_be_finite_and_near_the_training_data(servers):  # noqa: F811
+    service = servers.service
+    for bad in (999.0, -1e300):
+        with pytest.raises(InvalidArgument) as e:
+            service.sample(MODEL, 1, where={"lat": bad})
+        assert e.value.violations[0].path == "where.lat"
+    with pytest.raises(InvalidArgument):
+        service.encode(MODEL, [{**place_records(1)[0], "lon": "Infinity"}])  # proto3 JSON spelling
+    # values inside the range pass: a real training record, and a where near the data
+    assert len(service.encode(MODEL, place_records(2))) == 2
+    assert len(service.sample(MODEL, 2, seed=0, where={"lat": 44.0})) == 2
+
+
+def test_temperature_has_a_ceiling(servers):  # noqa: F811
+    with pytest.raises(InvalidArgument) as e:
+        servers.service.sample(MODEL, 1, temperature=1e308)
+    assert [v.path for v in e.value.violations] == ["temperature"]
+
+
+def test_caps_follow_the_field_and_the_configured_maximum(servers):  # noqa: F811
+    tight = SynthService(ModelRegistry(servers.models_dir, include_bundled=False), Limits(max_string_bytes=16))
+    with pytest.raises(InvalidArgument):
+        tight.sample(MODEL, 1, where={"city": "y" * 17})
+    # the default: a small multiple of what the model generates for that field, far below 4 KiB
+    with pytest.raises(InvalidArgument) as e:
+        servers.service.sample(MODEL, 1, where={"city": "z" * 300})
+    assert "at most" in e.value.violations[0].message
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_error_replies_never_echo_a_large_input(clients, transport):
+    # a 2 MB value where an object is expected: the error says so in a few hundred bytes
+    with pytest.raises(Exception) as e:
+        clients[transport].encode(MODEL, ["{" + "x" * (2 << 20)])
+    assert len(str(e.value)) < 2000, len(str(e.value))
+
+
+def test_error_texts_hide_server_paths():
+    from synth.errors import ArtifactError
+    from synth.server.errors import classify, error_json
+
+    error, wire = classify(ArtifactError("cannot read /work/srv/models/m1/manifest.json", file="/tmp/x/y.csv"))
+    body = str(error_json(error))
+    assert "/work/" not in body and "/tmp/" not in body and "manifest.json" in body
+    assert wire.http == 500
