@@ -1,6 +1,6 @@
 """The `synth` command line (docs/architecture.md): the top layer, above the library, server and client. Reads flags and files, calls the library.
 
-Subcommands: inspect, train, sample, encode, decode, interpolate, evaluate, fit-prior, serve.
+Subcommands: inspect, train, sample, encode, decode, interpolate, evaluate, fit-prior, tune, serve.
 `sample|encode|decode|interpolate --server URL` talk to a running server instead.
 Errors from the library are printed as one clear message (exit 2); no tracebacks.
 """
@@ -41,6 +41,30 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_split(a: argparse.Namespace) -> int:
+    """A seeded train/test split of a data file, so that evaluation uses rows nobody trained on."""
+    import numpy as np
+
+    from synth.io import detect_format, write_records
+    from synth.schema.loader import load_schema
+
+    if not 0 < a.test_fraction < 1:
+        raise SynthError(f"--test-fraction must be in (0, 1), got {a.test_fraction}")
+    schema = load_schema(a.proto, a.message)
+    records = _read_data(a.data, schema, a.data_format, a.skip_bad)
+    order = np.random.default_rng(a.seed).permutation(len(records))
+    n_test = max(1, round(a.test_fraction * len(records)))
+    fmt = a.data_format or detect_format(a.data)
+    suffix = "".join(Path(a.data).suffixes[-2:]) if a.data.endswith(".gz") else Path(a.data).suffix
+    out = Path(a.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, idx in (("test", order[:n_test]), ("train", order[n_test:])):
+        path = out / f"{name}{suffix}"
+        write_records([records[i] for i in sorted(idx)], path, schema.message_class, fmt)
+        print(f"wrote {len(idx)} records to {path}", file=sys.stderr)
+    return 0
+
+
 def _interrupt_on_signals() -> None:
     """Ctrl-C (SIGINT) and SIGTERM stop training with a checkpoint. Installed explicitly:
     a process started in the background by a shell inherits SIGINT as ignored."""
@@ -60,19 +84,42 @@ def cmd_train(a: argparse.Namespace) -> int:
     from synth.schema.loader import load_schema
     from synth.run_config import load_run_config
     from synth.train import Trainer
+    from synth.train.checkpoint import recover_checkpoint
 
-    run = load_run_config(a.config, steps=a.steps, device=a.device)
+    from synth.errors import InvalidArgument
+    from synth.train.config import UNBOUNDED_STEPS
+    from synth.train.validation import explicit_validation, split_validation
+
+    overrides: dict[str, Any] = {"steps": a.steps, "device": a.device}
+    if a.minutes is not None:
+        if not a.minutes > 0:
+            raise InvalidArgument(f"--minutes must be > 0, got {a.minutes}")
+        overrides["time_budget_s"] = a.minutes * 60.0
+        if a.steps is None:
+            overrides["steps"] = UNBOUNDED_STEPS  # the clock alone ends the run
+    run = load_run_config(a.config, **overrides)
     schema = load_schema(a.proto, a.message)
     train = _read_data(a.data, schema, a.data_format, a.skip_bad)
     test = _read_data(a.test_data, schema, a.data_format, a.skip_bad) if a.test_data else None
+    if a.validation_data:
+        val = _read_data(a.validation_data, schema, a.data_format, a.skip_bad)
+        info = {**explicit_validation(len(train), len(val)), "path": str(a.validation_data)}
+    else:  # held out before the model is compiled: its data-dependent choices never see it
+        train, val, info = split_validation(train, run.train)
+    if info.get("validation_records"):
+        print(f"validation: {info['validation_records']} records ({info['source']}), "
+              f"training on {info['train_records']}", file=sys.stderr)
     out = Path(a.out)
-    if a.resume and (out / "checkpoint").is_dir():
-        trainer = Trainer.resume(out, train, test, run.train)
+    if a.resume and recover_checkpoint(out / "checkpoint") is None:
+        raise SynthError(f"--resume: no checkpoint in {out / 'checkpoint'}; run without --resume to start afresh")
+    if a.resume:
+        trainer = Trainer.resume(out, train, test, run.train, validation_records=val, validation_info=info)
         print(f"resuming from step {trainer.step}", file=sys.stderr)
     else:
         torch.manual_seed(run.train.seed)
         model = Model.create(schema, records=train, config=run.model)
-        trainer = Trainer(model, run.train, train, test, out, run_config=run)
+        trainer = Trainer(model, run.train, train, test, out, run_config=run,
+                          validation_records=val, validation_info=info)
     _interrupt_on_signals()
     result = trainer.run()
     if result.stopped:
@@ -80,7 +127,23 @@ def cmd_train(a: argparse.Namespace) -> int:
               f"(continue with --resume)", file=sys.stderr)
         return 130
     print(f"trained {result.step} steps in {result.wall_s:.0f} s; model saved to {out}", file=sys.stderr)
+    _print_tuning(trainer.tuning)
     return 0
+
+
+def _print_tuning(tuning: dict | None) -> None:
+    if not tuning:
+        return
+    prior, temps = tuning.get("prior") or {}, tuning.get("temperatures") or {}
+    parts = []
+    if "chosen" in prior:
+        parts.append(f"latent_prior_components={prior['chosen']}")
+    if "chosen" in temps:
+        parts += [f"{k}={v}" for k, v in temps["chosen"].items()]
+    skipped = [f"{name}: {d['skipped']}" for name, d in (("prior", prior), ("temperatures", temps))
+               if "skipped" in d]
+    print(f"tuned on {tuning.get('validation_records')} validation records (seed {tuning.get('seed')}): "
+          + (", ".join(parts) or "nothing") + ("; " + "; ".join(skipped) if skipped else ""), file=sys.stderr)
 
 
 def _write(records: list, model_or_cls: Any, fmt: str, output: str | None) -> None:
@@ -99,12 +162,15 @@ def _load(name: str):
     return store.load(name)
 
 
-def _client(url: str):
+def _client(url: str, token: str | None = None):
     try:
         from synth_client import SynthClient
     except ImportError as e:
         raise SynthError("client mode needs the protosynth-client package (pip install ./clients/python)") from e
-    return SynthClient.rest(url) if url.startswith("http") else SynthClient.grpc(url)
+    import os
+
+    token = token or os.environ.get("SYNTH_TOKEN") or None  # the server's variable, for a client on the same host
+    return SynthClient.rest(url, token=token) if url.startswith("http") else SynthClient.grpc(url, token=token)
 
 
 def _jsonl_out(rows: list[dict], output: str | None) -> None:
@@ -125,7 +191,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
     if a.server:
         from synth.records import to_message
 
-        client = _client(a.server)
+        client = _client(a.server, a.token)
         rows = client.sample(a.model, a.n, seed=a.seed, temperature=a.temperature, where=where)
         if a.format == "jsonl":
             _jsonl_out(rows, a.output)
@@ -142,7 +208,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
 def cmd_encode(a: argparse.Namespace) -> int:
     if a.server:
-        rows = [{"mean": l.mean, "std": l.std} for l in _client(a.server).encode(a.model, _read_jsonl(a.input))]
+        latents = _client(a.server, a.token).encode(a.model, _read_jsonl(a.input))
+        rows = [{"mean": l.mean, "std": l.std} for l in latents]
         _jsonl_out(rows, a.output)
         return 0
     model = _load(a.model)
@@ -160,7 +227,7 @@ def cmd_decode(a: argparse.Namespace) -> int:
 
     z = _latents_in(a.input)
     if a.server:
-        _jsonl_out(_client(a.server).decode(a.model, z, temperature=a.temperature, greedy=a.greedy), a.output)
+        _jsonl_out(_client(a.server, a.token).decode(a.model, z, temperature=a.temperature, greedy=a.greedy), a.output)
         return 0
     model = _load(a.model)
     records = model.decode(z, temperature=a.temperature, greedy=a.greedy, seed=a.seed)
@@ -174,7 +241,7 @@ def cmd_interpolate(a: argparse.Namespace) -> int:
     if len(pair) != 2:
         raise SynthError(f"{a.input}: interpolate needs exactly two records (one per line), got {len(pair)}")
     if a.server:
-        res = _client(a.server).interpolate(a.model, pair[0], pair[1], steps=a.steps, method=a.method)
+        res = _client(a.server, a.token).interpolate(a.model, pair[0], pair[1], steps=a.steps, method=a.method)
         _jsonl_out(res.records, a.output)
         return 0
     model = _load(a.model)
@@ -214,6 +281,41 @@ def cmd_fit_prior(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(a: argparse.Namespace) -> int:
+    import dataclasses
+
+    from synth import store
+    from synth.configs import from_dict
+    from synth.train.config import TuneConfig
+    from synth.train.tune import tune_generation
+
+    model = _load(a.model)
+    stored = ((model.metadata or {}).get("run_config") or {}).get("train", {}).get("tune")
+    try:
+        cfg = from_dict(TuneConfig, stored) if isinstance(stored, dict) else TuneConfig()
+    except SynthError:  # an older manifest: the defaults
+        cfg = TuneConfig()
+    changes = {k: v for k, v in {"seed": a.seed, "samples": a.samples, "max_seconds": a.max_seconds}.items()
+               if v is not None}
+    if a.no_prior:
+        changes["prior"] = False
+    if a.no_temperatures:
+        changes["temperatures"] = False
+    cfg = from_dict(TuneConfig, {**dataclasses.asdict(cfg), **changes})
+    val = _read_data(a.validation, model.schema, a.data_format, a.skip_bad)
+    train = _read_data(a.train, model.schema, a.data_format, a.skip_bad) if a.train else None
+    tuning = tune_generation(model, train, val, cfg, cfg.max_seconds)
+    tuning["validation_path"] = str(a.validation)
+    model.metadata["tuning"] = tuning
+    out = a.out or str(store.resolve(a.model))
+    store.save(model, out)
+    _print_tuning(tuning)
+    print(f"saved to {out}", file=sys.stderr)
+    if a.json:
+        print(json.dumps(tuning, indent=1))
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from synth.server.main import serve
     from synth.server.settings import load_settings, setting_flags
@@ -230,7 +332,10 @@ def _serve_parser(sub: Any) -> None:
                        description="Serve models over REST and gRPC. Every flag can also be set by the "
                                    "SYNTH_* variable named in its help; a flag wins over the variable.")
     for name, flag, kind, help_text in setting_flags():
-        s.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
+        if kind is bool:  # a switch; absent is None, so the SYNTH_* variable still applies
+            s.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
+        else:
+            s.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
     s.set_defaults(func=cmd_serve)
 
 
@@ -253,14 +358,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-format", choices=["csv", "jsonl", "binpb"])
     s.set_defaults(func=cmd_inspect)
 
-    s = sub.add_parser("train", help="train a model on records of a message")
+    s = sub.add_parser("split", help="split a data file into train and test files (seeded)")
+    s.add_argument("data")
+    s.add_argument("--proto", required=True)
+    s.add_argument("--message", required=True)
+    s.add_argument("--test-fraction", type=float, default=0.1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out-dir", required=True, help="writes train.<ext> and test.<ext> here")
+    data_args(s)
+    s.set_defaults(func=cmd_split)
+
+    s = sub.add_parser(
+        "train", help="train a model on records of a message",
+        description="Train a model. A seeded validation split is held out of --data automatically "
+                    "([train] validation_fraction, default 0.1, at most 5,000 rows), unless "
+                    "--validation-data gives one; early stopping and the tuning after training (prior "
+                    "size, temperatures: [train.tune]) use it alone. --test-data is only logged. "
+                    "See docs/training.md.")
     s.add_argument("proto")
     s.add_argument("--message", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--test-data")
+    s.add_argument("--data", required=True, help="training records (the validation split is taken from them)")
+    s.add_argument("--validation-data", help="validation records, instead of the automatic split of --data")
+    s.add_argument("--test-data", help="held-out records: test loss is logged, never used for any choice")
     s.add_argument("--out", required=True, help="artifact directory")
     s.add_argument("--config", help="run.toml with [model] and [train] tables")
-    s.add_argument("--steps", type=int)
+    s.add_argument("--steps", type=int, help="training steps ([train] steps); with --minutes, the first "
+                                             "limit reached ends the run")
+    s.add_argument("--minutes", type=float,
+                   help="time budget in minutes ([train] time_budget_s); without --steps the clock alone "
+                        "ends the run, and schedules given as fractions of the run follow elapsed / budget")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"])
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     data_args(s)
@@ -269,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("model", help="artifact directory, bundled model name, or (with --server) a served name")
         s.add_argument("--server", help="talk to a running server (http://host:port or host:port for gRPC)")
+        s.add_argument("--token", help="API token for --server (default: $SYNTH_TOKEN)")
         s.add_argument("-o", "--output", help="output file (default: stdout)")
 
     s = sub.add_parser("sample", help="generate fake records")
@@ -326,6 +453,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write the updated artifact here (default: in place)")
     data_args(s)
     s.set_defaults(func=cmd_fit_prior)
+
+    s = sub.add_parser("tune", help="choose the prior size and temperatures of a model on validation data",
+                       description="Choose the latent prior's size (by the validation posteriors' likelihood; "
+                                   "needs --train) and the generation temperatures (by scoring generated "
+                                   "records against --validation), as training does automatically. The "
+                                   "choices and every candidate's scores are stored in the artifact.")
+    s.add_argument("model")
+    s.add_argument("--validation", required=True, help="validation records (not trained on, not the test set)")
+    s.add_argument("--train", help="the training records (to refit the prior; without it the prior is kept)")
+    s.add_argument("--seed", type=int, help="evaluation seed of the choices (default: [train.tune] seed, 1; "
+                                            "never 0, the benchmark's)")
+    s.add_argument("--samples", type=int, help="generated records per temperature candidate (default 1000)")
+    s.add_argument("--max-seconds", type=float, help="wall-time cap (default 300)")
+    s.add_argument("--no-prior", action="store_true", help="keep the prior")
+    s.add_argument("--no-temperatures", action="store_true", help="keep the temperatures")
+    s.add_argument("--out", help="write the updated artifact here (default: in place)")
+    s.add_argument("--json", action="store_true", help="print the tuning record")
+    data_args(s)
+    s.set_defaults(func=cmd_tune)
 
     _serve_parser(sub)
     return p

@@ -115,7 +115,8 @@ class Synthesizer:
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, data: Any, *, steps: int | None = None, minutes: float | None = None,
-            config: Any = None, test: Any = None, seed: int | None = None, progress: bool = True,
+            config: Any = None, test: Any = None, validation: Any = None, seed: int | None = None,
+            progress: bool = True,
             out: str | Path | None = None, data_format: str | None = None,
             skip_bad: bool = False) -> "Synthesizer":
         """Compile a fresh model for the schema and train it on `data`; returns self.
@@ -127,8 +128,13 @@ class Synthesizer:
         settings given to the constructor. `steps` and `seed` override `[train]`.
         `minutes` is a time budget (`train.time_budget_s`): training ends normally
         when it is spent; without `steps` the clock alone decides, with both the
-        first limit reached does. `test`: held-out records for the trainer's test
-        loss (and early stopping, if configured). `out`: also keep the run there
+        first limit reached does. Schedules given as fractions of the run (the
+        default beta warm-up) then follow elapsed / budget. `validation`: records for
+        early stopping and the tuning after training (prior size, temperatures);
+        without it a seeded split of `data` is held out (`[train]
+        validation_fraction`, default 0.1; 0 turns it off), before the model is
+        compiled. `test`: held-out records for the trainer's test loss, logged only
+        (never used for a choice). `out`: also keep the run there
         (artifact, checkpoints, metrics.jsonl, as `synth train --out`); without it
         the run lives in a temporary directory. `progress`: the trainer's progress bar.
         `data_format`/`skip_bad`: for data files, as `synth train`'s flags.
@@ -156,15 +162,23 @@ class Synthesizer:
             if steps is None:
                 overrides["steps"] = UNBOUNDED_STEPS
         run = _run_config(self.config.to_dict(), train_overrides=overrides) if overrides else self.config
+        from synth.train.validation import explicit_validation, split_validation
+
         train = self._messages(data, data_format, skip_bad)
         test_msgs = self._messages(test, data_format, skip_bad) if test is not None else None
         if not train:
             raise DataError("no training records", [Violation("data", "pass at least one record")])
+        if validation is not None:
+            val = self._messages(validation, data_format, skip_bad)
+            info = explicit_validation(len(train), len(val))
+        else:  # held out before the model is compiled: its data-dependent choices never see it
+            train, val, info = split_validation(train, run.train)
         torch.manual_seed(run.train.seed)
         model = Model.create(self.schema, records=train, config=run.model)
         work = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="protosynth-fit-"))
         try:
-            trainer = Trainer(model, run.train, train, test_msgs, work, progress=progress, run_config=run)
+            trainer = Trainer(model, run.train, train, test_msgs, work, progress=progress, run_config=run,
+                              validation_records=val, validation_info=info)
             self.result = trainer.run()
         finally:
             if out is None:

@@ -171,7 +171,9 @@ def _write_inputs(tmp: Path) -> tuple[Path, Path, Path]:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows()))
     cfg = tmp / "run.toml"
     cfg.write_text("[model]\nlatent_dim = 16\nchar_dim = 8\n\n[train]\nbatch_size = 8\n"
-                   "checkpoint_every = 5\nlog_every = 5\neval_every = 0\n")
+                   "checkpoint_every = 5\nlog_every = 5\neval_every = 0\n"
+                   # step schedules: a resume that extends `steps` must not move them (fractions would)
+                   "\n[train.beta]\nwarmup_steps = 1000\n")
     return proto, data, cfg
 
 
@@ -236,3 +238,29 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     assert "continue with --resume" in err
     assert "Traceback" not in err
     assert _checkpoint_step(out) >= 5
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    proto, data, cfg = _write_inputs(tmp_path)
+    done = subprocess.run(_train_cmd(proto, data, cfg, tmp_path / "empty", 5, "--resume"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "no checkpoint" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "empty" / "weights.safetensors").exists()  # nothing trained from step 0
+
+
+def test_a_kill_between_the_checkpoint_renames_resumes_from_the_last_good_one(tmp_path):
+    """save_checkpoint renames the old folder away, then the new one in; a kill between leaves only `.old`."""
+    proto, data, cfg = _write_inputs(tmp_path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    subprocess.run(_train_cmd(proto, data, cfg, straight, 20), env=env, check=True, capture_output=True)
+    subprocess.run(_train_cmd(proto, data, cfg, split, 10), env=env, check=True, capture_output=True)
+    os.replace(split / "checkpoint", split / "checkpoint.old")  # the state right after the first rename
+    done = subprocess.run(_train_cmd(proto, data, cfg, split, 20, "--resume"), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resuming from step 10" in done.stderr
+    a, b = store.load(straight), store.load(split)
+    for (ka, va), (kb, vb) in zip(a.vae.state_dict().items(), b.vae.state_dict().items()):
+        assert torch.equal(va, vb), ka

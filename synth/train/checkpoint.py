@@ -64,6 +64,18 @@ def save_checkpoint(directory: Path, model: Model, meta: dict[str, Any], tensors
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recover_checkpoint(directory: Path) -> Path | None:
+    """The last good checkpoint: `directory`, or its `.old` twin when a kill fell between the two renames."""
+    if (directory / STATE_JSON).is_file():
+        return directory
+    old = directory.with_name(directory.name + ".old")
+    if (old / STATE_JSON).is_file():
+        shutil.rmtree(directory, ignore_errors=True)  # a half-renamed new one, if any
+        os.replace(old, directory)
+        return directory
+    return None
+
+
 def load_checkpoint(directory: Path, device: str | torch.device) -> tuple[Model, dict[str, Any], dict[str, torch.Tensor]]:
     if not (directory / STATE_JSON).is_file():
         raise ArtifactError(f"no checkpoint in {directory}")

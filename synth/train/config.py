@@ -26,15 +26,61 @@ class AugmentConfig:
     n_augmented: int = 0  # 0 disables; the paper uses the batch size
     p_sampled: float = 0.2  # chance a carried latent is reset to a training example's
     gen_start_step: int = 0  # start after this many steps
+    gen_start_fraction: float = 0.0  # ... and after this fraction of the run (both must be reached)
 
     def __post_init__(self) -> None:
         problems = []
+        if not 0.0 <= self.gen_start_fraction <= 1.0:
+            problems.append(Violation("gen_start_fraction", "must be in [0, 1] (a fraction of the run)"))
         if self.n_augmented < 0:
             problems.append(Violation("n_augmented", "must be >= 0"))
         if not 0.0 <= self.p_sampled <= 1.0:
             problems.append(Violation("p_sampled", "must be in [0, 1]"))
         if problems:
             raise ConfigError("invalid augment config", problems)
+
+
+UNBOUNDED_STEPS = 1_000_000_000  # steps of a run ended by its time budget alone (`--minutes`)
+BENCHMARK_EVAL_SEED = 0  # `synth evaluate` / the benchmarks score with seed 0; tuning never does
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """`[train.tune]`: generation settings chosen on the validation split after training.
+
+    The prior size is chosen by the mean log-likelihood of the validation posteriors'
+    means under priors fitted to the training posteriors; the temperatures by scoring
+    `samples` generated records against the validation records (synth.eval.compare).
+    See synth/train/tune.py and docs/training.md.
+    """
+
+    enabled: bool = True  # false: keep the [model] settings as given (latent_prior_components, temperatures)
+    prior: bool = True  # choose latent_prior_components among prior_candidates
+    prior_candidates: tuple[int, ...] = (0, 16, 64, 256, 1024)  # 0 = one Gaussian (paper)
+    temperatures: bool = True  # choose sample_temperature x latent_temperature on the grid below
+    sample_temperatures: tuple[float, ...] = (0.5, 0.75, 1.0)
+    latent_temperatures: tuple[float, ...] = (0.7, 0.85, 1.0)
+    samples: int = 1000  # generated records per temperature candidate
+    min_validation_records: int = 100  # fewer validation records: nothing is tuned (configured values kept)
+    max_fraction: float = 0.1  # wall-time cap: this fraction of the training time ...
+    max_seconds: float = 300.0  # ... and at most this many seconds
+    seed: int = 1  # evaluation seed of the choices; never the benchmark's (0)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if any(k < 0 for k in self.prior_candidates):
+            problems.append(Violation("prior_candidates", "must be >= 0 (0: one Gaussian)"))
+        if any(not t > 0 for t in (*self.sample_temperatures, *self.latent_temperatures)):
+            problems.append(Violation("sample_temperatures", "temperatures must be > 0"))
+        if self.samples < 1:
+            problems.append(Violation("samples", "must be >= 1"))
+        if self.max_fraction < 0 or self.max_seconds < 0:
+            problems.append(Violation("max_seconds", "max_fraction and max_seconds must be >= 0"))
+        if self.seed == BENCHMARK_EVAL_SEED:
+            problems.append(Violation("seed", f"must differ from the benchmark's evaluation seed "
+                                              f"({BENCHMARK_EVAL_SEED})"))
+        if problems:
+            raise ConfigError("invalid tune config", problems)
 
 
 @dataclass(frozen=True)
@@ -50,16 +96,24 @@ class TrainConfig:
     beta: BetaSchedule = field(default_factory=BetaSchedule)  # beta_max for multiscale
     tuple_sampling: str = "SS"  # TF | AS | SS, for Tuple and Sequence decoders
     string_sampling: str = "TF"  # TF | AS | SS, for StringLiteral decoders
-    sampling_warmup_steps: int = -1  # SS period; -1 = the beta warm-up period (paper 2.4)
+    sampling_warmup_steps: int = -1  # SS period in steps; -1 = sampling_warmup_fraction
+    sampling_warmup_fraction: float = -1.0  # SS period as a fraction of the run; -1 = the beta warm-up (paper 2.4)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     eval_every: int = 500  # test and generated loss
     eval_records: int = 512
     log_every: int = 50
     checkpoint_every: int = 500
-    early_stopping_patience: int = 0  # evaluations without test-loss improvement; 0 = off
+    early_stopping_patience: int = 0  # evaluations without validation-loss improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda
     time_budget_s: float = 0.0  # stop (normally, with the final artifact) after this wall time; 0 = none
+    # The validation split, taken from the training records (seeded); it alone drives
+    # early stopping and the tuning after training. 0 = no split (and no tuning on it).
+    validation_fraction: float = 0.1
+    validation_seed: int = 0
+    validation_max_records: int = 5000
+    validation_min_records: int = 16  # at least this many; none when that leaves fewer to train on
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,12 +128,30 @@ class TrainConfig:
             problems.append(Violation("device", "must be auto, cpu, cuda or cuda:N"))
         if self.time_budget_s < 0:
             problems.append(Violation("time_budget_s", "must be >= 0 (0: no time limit)"))
+        if not 0.0 <= self.validation_fraction < 1.0:
+            problems.append(Violation("validation_fraction", "must be in [0, 1) (0: no validation split)"))
+        if self.validation_max_records < 0 or self.validation_min_records < 0:
+            problems.append(Violation("validation_max_records", "validation record counts must be >= 0"))
+        if self.sampling_warmup_fraction > 1.0:
+            problems.append(Violation("sampling_warmup_fraction", "must be in [0, 1], or -1 (the beta warm-up)"))
         if problems:
             raise ConfigError("invalid train config", problems)
 
     @property
     def ss_steps(self) -> int:
-        return self.beta.warmup_steps if self.sampling_warmup_steps < 0 else self.sampling_warmup_steps
+        """The SS period in steps (-1 when it is a fraction of the run: see `ss_period`)."""
+        if self.sampling_warmup_steps >= 0:
+            return self.sampling_warmup_steps
+        if self.sampling_warmup_fraction >= 0:
+            return -1
+        return self.beta.warmup_steps
+
+    def ss_period(self, step: int, progress: float) -> tuple[float, float]:
+        """(position, period) for `schedules.p_truth`: in steps, or in fractions of the run."""
+        if self.ss_steps >= 0:
+            return float(step), float(self.ss_steps)
+        frac = self.sampling_warmup_fraction if self.sampling_warmup_fraction >= 0 else self.beta.warmup_fraction
+        return progress, frac
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
-"""Schedules as pure functions of the step (paper sections 2.4, 3, 5, 6; appendix C).
+"""Schedules as pure functions of the step and the run's progress (paper sections 2.4, 3, 5, 6; appendix C).
 
 Like nanoGPT's `get_lr`: nothing here holds state, so resuming at step s gives the
-same values as never having stopped.
+same values as never having stopped. A schedule length is given either in steps
+(`warmup_steps = 1500`) or as a fraction of the run (`warmup_fraction = 0.1`, used when
+the steps field is -1, its default). `progress` is the fraction of the run done, in
+[0, 1]: step / steps for a step-budgeted run, elapsed / time budget for a
+time-budgeted one (the larger of the two when both are set), so a short run still
+completes its warm-ups (docs/training.md).
 """
 from __future__ import annotations
 
@@ -25,30 +30,49 @@ class BetaSchedule:
     start: float = 0.0
     mid: float = 0.384
     end: float = 0.384
-    warmup_steps: int = 1000
-    cooldown_steps: int = 0
+    warmup_steps: int = -1  # >= 0: warm-up (and cool-down) in steps; -1: as fractions of the run
+    cooldown_steps: int = -1  # with warmup_steps >= 0: cool-down steps (-1 = 0)
+    warmup_fraction: float = 0.1  # with warmup_steps = -1: warm-up over this fraction of the run
+    cooldown_fraction: float = 0.0  # with warmup_steps = -1: then cool-down over this fraction
 
     def __post_init__(self) -> None:
         problems = []
         if self.kind not in ("constant", "warmup", "warmup_cooldown"):
             problems.append(Violation("kind", f"must be constant, warmup or warmup_cooldown, not {self.kind!r}"))
         for name in ("warmup_steps", "cooldown_steps"):
-            if getattr(self, name) < 0:
-                problems.append(Violation(name, "must be >= 0"))
+            if getattr(self, name) < -1:
+                problems.append(Violation(name, "must be >= 0 (steps), or -1 (use the *_fraction keys)"))
+        for name in ("warmup_fraction", "cooldown_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(Violation(name, "must be in [0, 1] (a fraction of the run)"))
+        if self.warmup_fraction + self.cooldown_fraction > 1.0 + 1e-9:
+            problems.append(Violation("cooldown_fraction", "warmup_fraction + cooldown_fraction must be <= 1"))
+        if self.warmup_steps < 0 and self.cooldown_steps >= 0:
+            problems.append(Violation("cooldown_steps", "give warmup_steps too (both in steps), or use "
+                                                        "warmup_fraction and cooldown_fraction"))
         if problems:
             raise ConfigError("invalid beta schedule", problems)
 
-    def at(self, step: int) -> float:
+    @property
+    def in_steps(self) -> bool:
+        return self.warmup_steps >= 0
+
+    def at(self, step: int, progress: float = 0.0) -> float:
+        """Beta at `step`, `progress` (fraction of the run done) for fraction schedules."""
         if self.kind == "constant":
             return self.end
+        if self.in_steps:
+            t, w, c = step, self.warmup_steps, self.warmup_steps + max(self.cooldown_steps, 0)
+        else:
+            t, w, c = progress, self.warmup_fraction, self.warmup_fraction + self.cooldown_fraction
         if self.kind == "warmup":
-            return _lerp(self.start, self.end, step, 0, self.warmup_steps)
-        if step < self.warmup_steps:
-            return _lerp(self.start, self.mid, step, 0, self.warmup_steps)
-        return _lerp(self.mid, self.end, step, self.warmup_steps, self.warmup_steps + self.cooldown_steps)
+            return _lerp(self.start, self.end, t, 0, w)
+        if t < w:
+            return _lerp(self.start, self.mid, t, 0, w)
+        return _lerp(self.mid, self.end, t, w, c)
 
 
-def _lerp(a: float, b: float, step: int, begin: int, end: int) -> float:
+def _lerp(a: float, b: float, step: float, begin: float, end: float) -> float:
     if end <= begin or step >= end:
         return b
     if step <= begin:
@@ -56,8 +80,10 @@ def _lerp(a: float, b: float, step: int, begin: int, end: int) -> float:
     return a + (b - a) * (step - begin) / (end - begin)
 
 
-def p_truth(mode: str, step: int, warmup_steps: int) -> float:
-    """Probability of feeding ground truth to a decoder: TF 1, AS 0, SS linear 1 -> 0."""
+def p_truth(mode: str, step: float, warmup_steps: float) -> float:
+    """Probability of feeding ground truth to a decoder: TF 1, AS 0, SS linear 1 -> 0.
+
+    `step` and `warmup_steps` may be a progress and a fraction of the run instead."""
     if mode == "TF":
         return 1.0
     if mode == "AS":

@@ -3,6 +3,11 @@
     schedules -> batch (+ augmented variants) -> forward -> objective -> backward
     -> clip -> step -> latent statistics -> log / evaluate / checkpoint
 
+Schedules get the step and the run's progress (fraction done: step / steps, or elapsed
+/ time budget), so schedules given as fractions of the run complete within a
+time-budgeted run. A seeded validation split of the training records (synth/train/
+validation.py) is the only data early stopping and the tuning after training
+(synth/train/tune.py) look at; test records are only logged.
 Per-record betas make multiscale VAE (section 6) one process: record i of a batch
 uses std network and beta level (i + step) mod n_levels. `.item()` is called only at
 log time. Checkpoints (atomic, every `checkpoint_every` steps, and on Ctrl-C or a
@@ -25,9 +30,10 @@ from synth.configs import from_dict
 from synth.model import Model
 from synth.train import checkpoint as ckpt
 from synth.train.augment import AugmentedLatents
-from synth.train.config import RunConfig, TrainConfig
+from synth.train.config import UNBOUNDED_STEPS, RunConfig, TrainConfig
 from synth.train.objectives import PIController, ae_pretraining, latent_terms
 from synth.train.schedules import learning_rate, level_betas, p_truth
+from synth.train.validation import explicit_validation, split_validation
 from synth.vae import DecodeOptions
 
 CHECKPOINT_DIR = "checkpoint"
@@ -52,11 +58,22 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     def __init__(self, model: Model, cfg: TrainConfig, train_records: Sequence[Any],
                  test_records: Sequence[Any] | None = None, out_dir: str | Path | None = None,
-                 progress: bool = True, run_config: RunConfig | None = None):
+                 progress: bool = True, run_config: RunConfig | None = None,
+                 validation_records: Sequence[Any] | None = None,
+                 validation_info: dict[str, Any] | None = None):
+        """`validation_records`: None takes the split from `train_records` (TrainConfig's
+        `validation_*`); a list (even empty) is the validation set, already held out of
+        `train_records` (`validation_info` then describes it for the manifest). Test
+        records are logged (`test_loss`) and used for nothing else."""
         self.model, self.cfg = model, cfg
         self.device = resolve_device(cfg.device)
         model.to(self.device)
+        if validation_records is None:
+            train_records, validation_records, validation_info = split_validation(train_records, cfg)
+        self.validation_info = dict(validation_info or explicit_validation(len(train_records),
+                                                                           len(validation_records)))
         self.train_msgs = model.messages(train_records)
+        self.val_msgs = model.messages(validation_records) if validation_records else []
         self.test_msgs = model.messages(test_records) if test_records else []
         if not self.train_msgs:
             from synth.errors import DataError
@@ -73,9 +90,31 @@ class Trainer:
         self.step = 0
         self.augment = AugmentedLatents(cfg.augment.n_augmented, cfg.augment.p_sampled)
         self.controller = PIController(cfg.objective) if cfg.objective.kind == "controlvae" else None
-        self.best_test = math.inf
+        self.best_test = math.inf  # the best validation loss (name kept for checkpoints)
+        self.best_step = 0
         self.bad_evals = 0
         self.last: dict[str, float] = {}
+        self.elapsed_before = 0.0  # training wall time of earlier processes (resume)
+        self._t0 = time.time()
+        self.tuning: dict[str, Any] | None = None
+
+    # -- the run's progress -----------------------------------------------------------------
+    @property
+    def budgeted(self) -> bool:
+        """A run ended by its time budget alone (`--minutes` without `--steps`)."""
+        return self.cfg.time_budget_s > 0 and self.cfg.steps >= UNBOUNDED_STEPS
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self._t0
+
+    def run_progress(self, step: int | None = None) -> float:
+        """Fraction of the run done, in [0, 1]: the larger of step / steps and elapsed /
+        time budget (whichever limit ends the run first)."""
+        step = self.step if step is None else step
+        p = step / self.cfg.steps if 0 < self.cfg.steps < UNBOUNDED_STEPS else 0.0
+        if self.cfg.time_budget_s > 0:
+            p = max(p, self.elapsed() / self.cfg.time_budget_s)
+        return min(max(p, 0.0), 1.0)
 
     # -- data ---------------------------------------------------------------------------
     def next_records(self) -> list:
@@ -91,9 +130,9 @@ class Trainer:
         return out
 
     # -- one step -------------------------------------------------------------------------
-    def betas(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    def betas(self, step: int, n: int, progress: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None, float]:
         """Per-record beta (n,), per-record level (or None), and the scheduled beta_max."""
-        beta_max = self.cfg.beta.at(step)
+        beta_max = self.cfg.beta.at(step, progress)
         if self.controller is not None:
             beta_max = self.controller.beta
         if ae_pretraining(self.cfg.objective, step):
@@ -117,10 +156,12 @@ class Trainer:
             variants = self.model.decode(self.augment.z, generator=self.gen)
         vae.train()
         batch = self.model.codec.encode(records + variants)
-        beta, levels, beta_max = self.betas(step, batch.size)
+        progress = self.run_progress(step)
+        beta, levels, beta_max = self.betas(step, batch.size, progress)
         pretrain = ae_pretraining(cfg.objective, step)
-        opts = DecodeOptions(p_truth(cfg.tuple_sampling, step, cfg.ss_steps),
-                             p_truth(cfg.string_sampling, step, cfg.ss_steps),
+        position, period = cfg.ss_period(step, progress)
+        opts = DecodeOptions(p_truth(cfg.tuple_sampling, position, period),
+                             p_truth(cfg.string_sampling, position, period),
                              levels, sample_latent=not pretrain, generator=self.gen)
         out = vae(batch, opts)
         recon = sum(v for k, v in out.terms.items() if k != "kl")
@@ -134,16 +175,16 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.clip_norm)
         self.opt.step()
         vae.update_latent_stats(out.z[:n_real])
-        self._augment_after_step(out.z, n_real, step)
+        self._augment_after_step(out.z, n_real, step, progress)
         if self.controller is not None and not pretrain:
             self.controller.update(float(lat["kl"][:n_real].mean().detach()))
         return {"loss": loss.detach(), "recon": recon[:n_real].mean().detach(),
                 "kl": lat["kl"][:n_real].mean().detach(), "beta": torch.tensor(beta_max),
                 "grad_norm": grad_norm.detach()}
 
-    def _augment_after_step(self, z: torch.Tensor, n_real: int, step: int) -> None:
+    def _augment_after_step(self, z: torch.Tensor, n_real: int, step: int, progress: float = 0.0) -> None:
         a = self.cfg.augment
-        if a.n_augmented <= 0 or step + 1 < a.gen_start_step:
+        if a.n_augmented <= 0 or step + 1 < a.gen_start_step or progress < a.gen_start_fraction:
             return
         if not self.augment.active():
             self.augment.start(z[:n_real], self.gen)
@@ -152,10 +193,13 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """Train, test and generated loss (section 4) at the current beta, on fixed subsets."""
+        """Train, validation, test and generated loss (section 4) at the current beta, on
+        fixed subsets. Only the validation loss is acted on (early stopping)."""
         n = self.cfg.eval_records
-        beta = self.cfg.beta.at(self.step)
+        beta = self.cfg.beta.at(self.step, self.run_progress())
         out = {"train_loss": self.model.loss(self.train_msgs[:n], beta, sample_latent=True).total}
+        if self.val_msgs:
+            out["validation_loss"] = self.model.loss(self.val_msgs[:n], beta, sample_latent=True).total
         if self.test_msgs:
             out["test_loss"] = self.model.loss(self.test_msgs[:n], beta, sample_latent=True).total
         generated = self.model.sample(min(n, 256), seed=self.cfg.seed)
@@ -167,16 +211,18 @@ class Trainer:
             should_stop: Callable[[], bool] | None = None) -> TrainResult:
         cfg = self.cfg
         t0 = time.time()
+        self._t0 = t0
         log = _Log(self.out_dir)
-        bar = _bar(self.progress, self.step, cfg.steps)
+        bar = _bar(self.progress, self.step, None if self.budgeted else cfg.steps)
         stopped = early = False
+        evaluated_at = -1
         window_t, window_n = time.time(), 0
         try:
             while self.step < cfg.steps:
                 if should_stop is not None and should_stop():
                     stopped = True
                     break
-                if cfg.time_budget_s and time.time() - t0 > cfg.time_budget_s:
+                if cfg.time_budget_s and self.elapsed() > cfg.time_budget_s:
                     break  # a budgeted run ends normally, with its final artifact
                 stats = self.train_step()
                 self.step += 1
@@ -185,11 +231,15 @@ class Trainer:
                     now = time.time()
                     row = {k: float(v) for k, v in stats.items()}
                     row["records_per_s"] = window_n / max(now - window_t, 1e-9)
-                    row["eta_s"] = (cfg.steps - self.step) * cfg.batch_size / max(row["records_per_s"], 1e-9)
+                    eta = (cfg.steps - self.step) * cfg.batch_size / max(row["records_per_s"], 1e-9)
+                    if cfg.time_budget_s:
+                        eta = min(eta, max(cfg.time_budget_s - self.elapsed(), 0.0))
+                    row["eta_s"] = eta
                     window_t, window_n = now, 0
                     if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                         row.update(self.evaluate())
-                        early = self._early_stop(row.get("test_loss"))
+                        evaluated_at = self.step
+                        early = self._early_stop(row.get("validation_loss"))
                     self.last = row
                     log.write(self.step, row)
                     bar.update_to(self.step, row)
@@ -199,11 +249,19 @@ class Trainer:
                     self.save_checkpoint()
                 if early:
                     break
+            if not stopped and evaluated_at != self.step and self.step > 0:
+                # every finished run logs its validation, test and generated loss once at the end
+                final = self.evaluate()
+                self.last = {**self.last, **final}
+                log.write(self.step, final)
+                bar.update_to(self.step, self.last)
         except KeyboardInterrupt:
             stopped = True
         finally:
             bar.close()
             log.close()
+        self.elapsed_before += time.time() - t0
+        self._t0 = time.time()
         if self.out_dir:
             self.save_checkpoint()
         wall = time.time() - t0
@@ -211,27 +269,54 @@ class Trainer:
             self.finalize(wall)
         return TrainResult(self.step, stopped, early, dict(self.last), wall)
 
-    def _early_stop(self, test_loss: float | None) -> bool:
-        if test_loss is None or not self.cfg.early_stopping_patience:
+    def _early_stop(self, validation_loss: float | None) -> bool:
+        """Early stopping reads the validation loss only (never the test loss)."""
+        if validation_loss is None or not self.cfg.early_stopping_patience:
             return False
-        if test_loss < self.best_test - 1e-6:
-            self.best_test, self.bad_evals = test_loss, 0
+        if validation_loss < self.best_test - 1e-6:
+            self.best_test, self.best_step, self.bad_evals = validation_loss, self.step, 0
             return False
         self.bad_evals += 1
         return self.bad_evals >= self.cfg.early_stopping_patience
 
-    def finalize(self, wall_s: float) -> None:
-        """Fit the generation prior if asked, and write the final artifact with the resolved
-        run config and a summary."""
-        if self.model.config.latent_prior_components:
+    def tune(self, wall_s: float) -> dict[str, Any] | None:
+        """The step after training: the prior size and temperatures chosen on the validation
+        split (synth/train/tune.py), or, with `[train.tune] enabled = false` or no
+        validation split, the configured prior (`latent_prior_components`) as before."""
+        t = self.cfg.tune
+        tuned = None
+        if t.enabled and self.val_msgs:
+            from synth.train.tune import tune_generation
+
+            train_time = self.cfg.time_budget_s if self.budgeted else wall_s
+            budget = min(t.max_seconds, t.max_fraction * train_time)
+            tuned = tune_generation(self.model, self.train_msgs, self.val_msgs, t, budget)
+        prior_tuned = tuned is not None and "chosen" in (tuned.get("prior") or {})
+        if not prior_tuned and self.model.config.latent_prior_components:
             self.model.fit_latent_prior(self.train_msgs, self.model.config.latent_prior_components,
                                         seed=self.cfg.seed)
+        return tuned
+
+    def finalize(self, wall_s: float) -> None:
+        """Tune the generation settings on the validation split (or fit the configured
+        prior), and write the final artifact with the resolved run config, the validation
+        split, the tuning record and a summary."""
+        self.tuning = self.tune(wall_s)
+        validation = {**self.validation_info,
+                      "early_stopping": {"patience": self.cfg.early_stopping_patience,
+                                         "best_validation_loss": None if math.isinf(self.best_test)
+                                         else self.best_test, "best_step": self.best_step}}
         self.model.metadata.update({
             "run_config": self.run_config.to_dict(),
+            "validation": validation,
             "summary": {"steps": self.step, "wall_s": round(wall_s, 1), "device": str(self.device),
-                        "train_records": len(self.train_msgs), "test_records": len(self.test_msgs),
-                        "last": self.last},
+                        "train_records": len(self.train_msgs), "validation_records": len(self.val_msgs),
+                        "test_records": len(self.test_msgs), "last": self.last},
         })
+        if self.tuning is not None:
+            self.model.metadata["tuning"] = self.tuning
+        else:
+            self.model.metadata.pop("tuning", None)
         store.save(self.model, self.out_dir)
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -243,26 +328,32 @@ class Trainer:
             "step": self.step, "optimizer": meta_opt, "numpy_rng": self.rng.bit_generator.state,
             "order": self.order.tolist(), "pos": self.pos, "best_test": self.best_test,
             "bad_evals": self.bad_evals, "controller": self.controller.state_dict() if self.controller else None,
-            "run_config": self.run_config.to_dict(),
+            "run_config": self.run_config.to_dict(), "elapsed_s": self.elapsed(), "best_step": self.best_step,
+            "validation": self.validation_info,
         }
         self.model.metadata["run_config"] = self.run_config.to_dict()
         ckpt.save_checkpoint(self.out_dir / CHECKPOINT_DIR, self.model, meta, tensors)
 
     @classmethod
     def resume(cls, out_dir: str | Path, train_records: Sequence[Any], test_records: Sequence[Any] | None = None,
-               cfg: TrainConfig | None = None, progress: bool = True) -> "Trainer":
+               cfg: TrainConfig | None = None, progress: bool = True,
+               validation_records: Sequence[Any] | None = None,
+               validation_info: dict[str, Any] | None = None) -> "Trainer":
         """Continue from `out_dir/checkpoint`; `cfg` may extend `steps` (other fields should match)."""
         out_dir = Path(out_dir)
         device = resolve_device(cfg.device if cfg else "auto")
         model, meta, tensors = ckpt.load_checkpoint(out_dir / CHECKPOINT_DIR, device)
         cfg = cfg or from_dict(TrainConfig, meta["run_config"]["train"])
-        t = cls(model, cfg, train_records, test_records, out_dir, progress, RunConfig(model.config, cfg))
+        t = cls(model, cfg, train_records, test_records, out_dir, progress, RunConfig(model.config, cfg),
+                validation_records=validation_records, validation_info=validation_info)
         ckpt.load_optimizer_state(t.opt, meta["optimizer"], tensors)
         t.gen.set_state(tensors["rng.torch"])
         t.rng.bit_generator.state = meta["numpy_rng"]
         t.order = np.asarray(meta["order"], dtype=np.int64)
         t.pos, t.step = meta["pos"], meta["step"]
         t.best_test, t.bad_evals = meta["best_test"], meta["bad_evals"]
+        t.best_step = meta.get("best_step", 0)
+        t.elapsed_before = float(meta.get("elapsed_s", 0.0))  # the time budget counts the whole run
         t.augment.load(tensors, t.device)
         if t.controller and meta.get("controller"):
             t.controller.load_state_dict(meta["controller"])
@@ -301,15 +392,20 @@ class _Log:
             self.tb.close()
 
 
-def _bar(enabled: bool, start: int, total: int):
+def _bar(enabled: bool, start: int, total: int | None):
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True)
 
     def update_to(step: int, row: dict[str, float]) -> None:
         bar.update(step - bar.n)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", kl=f"{row['kl']:.3f}", beta=f"{row['beta']:.3f}",
-                        rec_s=f"{row['records_per_s']:.0f}")
+        post = {k: f"{row[k]:.3f}" for k in ("loss", "kl", "beta") if k in row}
+        for k, name in (("validation_loss", "val"), ("generated_loss", "gen")):
+            if k in row:
+                post[name] = f"{row[k]:.3f}"
+        if "records_per_s" in row:
+            post["rec_s"] = f"{row['records_per_s']:.0f}"
+        bar.set_postfix(**post)
 
     bar.update_to = update_to  # type: ignore[attr-defined]
     return bar

@@ -1,0 +1,289 @@
+"""The training protocol (docs/training.md): validation split, time budgets and fraction
+schedules, early stopping on validation only, choices made on validation only, tuned
+settings stored and used, and the evaluation seed's effect within the reported noise."""
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from synth import store
+from synth.cli import main
+from synth.model import Model
+from synth.model_config import ModelConfig
+from synth.train import BetaSchedule, TrainConfig, Trainer
+from synth.train.config import TuneConfig
+from synth.train.tune import choose_prior, pick, tune_generation
+from synth.train.validation import split_validation, validation_size
+
+PROTO = """
+syntax = "proto3";
+package proto_test;
+message Row { string name = 1; string zip = 2; double x = 3; int64 id = 4; }
+"""
+TINY = ModelConfig(latent_dim=8, char_dim=4)
+NO_TUNE = TuneConfig(enabled=False)
+
+
+def rows(n: int = 200, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    names = ["ann", "bob", "cy", "dee"]
+    return [{"name": names[i % 4], "zip": f"0{i % 3}", "x": float(i % 3) + rng.random(), "id": str(i)}
+            for i in range(n)]
+
+
+def garbage(n: int = 40) -> list[dict]:
+    rng = random.Random(99)
+    return [{"name": "".join(rng.choice("xyzq#") for _ in range(9)), "zip": "zz", "x": rng.random() * 1e3,
+             "id": str(10**6 + i)} for i in range(n)]
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(steps=6, batch_size=8, eval_every=0, log_every=2, checkpoint_every=0, tune=NO_TUNE)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def model(records=None) -> Model:
+    torch.manual_seed(0)
+    return Model.create(PROTO, "Row", records=records or rows(), config=TINY)
+
+
+def files(tmp: Path, config: str, n: int = 200) -> tuple[Path, Path, Path]:
+    proto = tmp / "row.proto"
+    proto.write_text(PROTO)
+    data = tmp / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows(n)))
+    run = tmp / "run.toml"
+    run.write_text("[model]\nlatent_dim = 8\nchar_dim = 4\n\n" + config)
+    return proto, data, run
+
+
+# -- the validation split ---------------------------------------------------------------------------
+def test_validation_split_is_seeded_disjoint_and_bounded():
+    records = rows(300)
+    train, val, info = split_validation(records, TrainConfig())
+    assert len(val) == 30 and len(train) == 270
+    assert not {r["id"] for r in train} & {r["id"] for r in val}
+    assert {r["id"] for r in train} | {r["id"] for r in val} == {r["id"] for r in records}
+    again = split_validation(records, TrainConfig())
+    assert [r["id"] for r in again[1]] == [r["id"] for r in val] and again[2] == info
+    other = split_validation(records, TrainConfig(validation_seed=1))[1]
+    assert [r["id"] for r in other] != [r["id"] for r in val]
+    assert info["seed"] == 0 and info["fraction"] == 0.1 and info["validation_records"] == 30
+    assert validation_size(10**6, 0.1, 5000, 16) == 5000  # capped
+    assert validation_size(100, 0.1, 5000, 16) == 16  # at least a handful
+    assert validation_size(20, 0.1, 5000, 16) == 0  # too few to split
+    assert split_validation(records, TrainConfig(validation_fraction=0.0))[1] == []
+
+
+def test_cli_train_records_the_split_in_the_manifest(tmp_path, capsys):
+    proto, data, run = files(tmp_path, "[train]\nbatch_size = 8\nlog_every = 2\neval_every = 0\n"
+                                       "checkpoint_every = 0\n\n[train.tune]\nenabled = false\n")
+    out = tmp_path / "out"
+    assert main(["train", str(proto), "--message", "Row", "--data", str(data), "--config", str(run),
+                 "--out", str(out), "--steps", "4", "--device", "cpu"]) == 0
+    meta = store.read_manifest(out)["metadata"]
+    v = meta["validation"]
+    assert v["source"] == "split" and v["seed"] == 0 and v["fraction"] == 0.1
+    assert (v["train_records"], v["validation_records"]) == (180, 20)
+    assert meta["summary"]["train_records"] == 180 and meta["summary"]["validation_records"] == 20
+    # the rows held out are the seeded split's, and none of them is trained on
+    expected = split_validation(rows(200), TrainConfig())[2]
+    assert v["indices_sha256"] == expected["indices_sha256"]
+    last = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert {"validation_loss", "generated_loss", "train_loss"} <= set(last)  # logged by default
+
+
+def test_explicit_validation_data(tmp_path):
+    proto, data, run = files(tmp_path, "[train]\nbatch_size = 8\neval_every = 0\ncheckpoint_every = 0\n"
+                                       "\n[train.tune]\nenabled = false\n")
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in rows(30, seed=5)))
+    out = tmp_path / "out"
+    assert main(["train", str(proto), "--message", "Row", "--data", str(data), "--validation-data", str(val),
+                 "--config", str(run), "--out", str(out), "--steps", "2", "--device", "cpu"]) == 0
+    v = store.read_manifest(out)["metadata"]["validation"]
+    assert v["source"] == "given" and v["validation_records"] == 30 and v["train_records"] == 200
+
+
+# -- budgets and fraction schedules -----------------------------------------------------------------
+def test_fraction_schedules():
+    b = BetaSchedule(kind="warmup", start=0.0, end=1.0, warmup_fraction=0.5)
+    assert [b.at(0, p) for p in (0.0, 0.25, 0.5, 1.0)] == [0.0, 0.5, 1.0, 1.0]
+    assert b.at(10**6, 0.0) == 0.0  # fractions follow progress, not steps
+    c = BetaSchedule(kind="warmup_cooldown", start=0.0, mid=1.0, end=0.0, warmup_fraction=0.2,
+                     cooldown_fraction=0.2)
+    assert c.at(0, 0.3) == pytest.approx(0.5) and c.at(0, 0.9) == 0.0
+    steps = BetaSchedule(kind="warmup", start=0.0, end=1.0, warmup_steps=100)  # step configs unchanged
+    assert steps.at(50, 0.99) == 0.5
+    t = TrainConfig(steps=100)
+    assert t.beta.warmup_steps == -1 and t.beta.warmup_fraction == 0.1  # 1,000 of the default 10,000 steps
+    assert t.ss_period(5, 0.05) == (0.05, 0.1)
+    assert TrainConfig(sampling_warmup_steps=30).ss_period(5, 0.05) == (5.0, 30.0)
+
+
+def test_short_step_run_completes_its_warmup():
+    trainer = Trainer(model(), cfg(steps=20, log_every=1, tuple_sampling="SS"), rows(), progress=False)
+    trainer.run()
+    assert trainer.last["beta"] == pytest.approx(0.384)  # the beta warm-up ended at 10% of 20 steps
+
+
+def test_minutes_ends_the_run_by_time_and_completes_the_warmup(tmp_path):
+    proto, data, run = files(tmp_path, "[train]\nbatch_size = 8\nlog_every = 1\neval_every = 0\n"
+                                       "checkpoint_every = 0\n\n[train.beta]\nwarmup_fraction = 0.3\n"
+                                       "\n[train.tune]\nenabled = false\n")
+    out = tmp_path / "out"
+    assert main(["train", str(proto), "--message", "Row", "--data", str(data), "--config", str(run),
+                 "--out", str(out), "--minutes", "0.03", "--device", "cpu"]) == 0
+    meta = store.read_manifest(out)["metadata"]
+    assert meta["run_config"]["train"]["time_budget_s"] == pytest.approx(1.8)
+    assert 0 < meta["summary"]["steps"] < 10**9 and meta["summary"]["wall_s"] < 30
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    betas = [m["beta"] for m in metrics if "beta" in m]
+    assert betas[0] < 0.384 and betas[-1] == pytest.approx(0.384)  # the warm-up completed in the budget
+
+
+# -- every choice on validation only -----------------------------------------------------------------
+def test_early_stopping_reads_validation_only():
+    c = cfg(steps=12, eval_every=4, log_every=4, eval_records=8, early_stopping_patience=1, lr=3e-2)
+    results, states = [], []
+    for test in (rows(40, seed=3), garbage()):
+        m = model()
+        t = Trainer(m, c, rows(), test, progress=False)
+        results.append(t.run())
+        states.append(m.vae.state_dict())
+        assert "validation_loss" in t.last and "test_loss" in t.last
+    assert results[0].step == results[1].step and results[0].early_stopped == results[1].early_stopped
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+    # and it does act on the validation loss
+    t = Trainer(model(), c, rows(), progress=False)
+    seen = []
+    t._early_stop = lambda v: seen.append(v) or False
+    t.run()
+    assert seen and all(v is not None for v in seen)
+
+
+class _Posteriors:
+    """A stand-in model whose records are latent vectors: encode(records) returns them."""
+
+    latent_dim = 4
+
+    def __init__(self, train: torch.Tensor):
+        self.config = ModelConfig(latent_dim=4)
+        mean, cov = train.double().mean(0), torch.cov(train.double().T)
+        self.vae = type("V", (), {})()
+        self.vae.latent_distribution = lambda: (mean, cov)
+        self.vae.set_prior = lambda w, m, s: setattr(self, "installed", w.numel())
+
+    def encode(self, records):
+        mu = torch.stack(list(records)).float()
+        return mu, torch.full_like(mu, 0.05)
+
+
+def test_prior_size_is_chosen_by_validation_posteriors():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(8, 4, generator=g) * 6
+    train = centers[torch.arange(400) % 8] + 0.05 * torch.randn(400, 4, generator=g)
+    clustered = centers[torch.arange(100) % 8] + 0.05 * torch.randn(100, 4, generator=g)
+    diffuse = torch.randn(100, 4, generator=g) * 6
+    fake = _Posteriors(train)
+    a = choose_prior(fake, list(train), list(clustered), (0, 8, 64), seed=1)
+    b = choose_prior(fake, list(train), list(diffuse), (0, 8, 64), seed=1)
+    assert a["chosen"] > 0 and b["chosen"] == 0  # the validation set decides
+    assert {c["components"] for c in a["candidates"]} == {0, 8, 64}
+    assert a["validation_posteriors"] == 100 and a["train_posteriors"] == 400
+    capped = choose_prior(fake, list(train[:20]), list(clustered), (0, 8, 64), seed=1)
+    assert capped["dropped_above_train_posteriors"] == [64]
+
+
+def test_test_data_changes_no_choice(tmp_path):
+    tune = TuneConfig(temperatures=False, min_validation_records=10, prior_candidates=(0, 4, 16))
+    records = []
+    for test in (rows(40, seed=3), garbage()):
+        m = model()
+        out = tmp_path / f"run{len(records)}"
+        Trainer(m, cfg(steps=8, tune=tune), rows(), test, out_dir=out, progress=False).run()
+        records.append(store.read_manifest(out)["metadata"]["tuning"])
+    assert records[0]["prior"] == records[1]["prior"] and "chosen" in records[0]["prior"]
+    assert records[0]["seed"] == 1
+
+
+def test_objective_prefers_low_auc_then_calibration_then_tv():
+    r = [{"detection_auc": 0.80, "detection_auc_std": 0.01, "p_below_0_05": 0.05, "mean_tv": 0.01},
+         {"detection_auc": 0.70, "detection_auc_std": 0.02, "p_below_0_05": 0.30, "mean_tv": 0.2},
+         {"detection_auc": 0.71, "detection_auc_std": 0.02, "p_below_0_05": 0.06, "mean_tv": 0.3},
+         {"detection_auc": 0.715, "detection_auc_std": 0.02, "p_below_0_05": 0.06, "mean_tv": 0.1}]
+    assert pick(r) is r[3]
+    with pytest.raises(Exception):
+        TuneConfig(seed=0)  # never the benchmark's evaluation seed
+
+
+def test_tuned_settings_are_stored_and_used_by_synth_sample(tmp_path, capsys):
+    proto, data, run = files(tmp_path, "[train]\nbatch_size = 8\nlog_every = 4\neval_every = 0\n"
+                                       "checkpoint_every = 0\nvalidation_fraction = 0.2\n\n[train.tune]\n"
+                                       "min_validation_records = 20\nsamples = 60\nmax_fraction = 1000.0\n"
+                                       "prior_candidates = [0, 4]\nsample_temperatures = [0.3, 1.0]\n"
+                                       "latent_temperatures = [1.0]\n", n=200)
+    out = tmp_path / "out"
+    assert main(["train", str(proto), "--message", "Row", "--data", str(data), "--config", str(run),
+                 "--out", str(out), "--steps", "8", "--device", "cpu"]) == 0
+    manifest = store.read_manifest(out)
+    tuning = manifest["metadata"]["tuning"]
+    temps = tuning["temperatures"]
+    assert len(temps["candidates"]) == 2 and all(c["detection_auc"] is not None for c in temps["candidates"])
+    chosen = temps["chosen"]
+    assert manifest["model_config"]["sample_temperature"] == chosen["sample_temperature"]
+    assert manifest["model_config"]["latent_prior_components"] == tuning["prior"]["chosen"]
+    capsys.readouterr()
+    assert main(["sample", str(out), "-n", "5", "--seed", "3"]) == 0
+    sampled = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    m = store.load(out)
+    assert m.config.sample_temperature == chosen["sample_temperature"]
+    from synth.records import to_dict
+    assert sampled == [to_dict(r) for r in m.sample(5, seed=3, temperature=chosen["sample_temperature"])]
+    # and `synth tune` redoes the choice for an existing model, on data it is given
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in rows(40, seed=8)))
+    assert main(["tune", str(out), "--validation", str(val), "--no-prior", "--samples", "50",
+                 "--out", str(tmp_path / "tuned")]) == 0
+    again = store.read_manifest(tmp_path / "tuned")["metadata"]["tuning"]
+    assert again["validation_path"] == str(val) and again["validation_records"] == 40
+    assert "skipped" in again["prior"] and len(again["temperatures"]["candidates"]) == 2
+
+
+def test_tuning_without_enough_validation_keeps_the_configured_settings():
+    m = model()
+    before = m.config
+    rec = tune_generation(m, rows(), rows(10, seed=2), TuneConfig(), budget_s=0)
+    assert "skipped" in rec["prior"] and "skipped" in rec["temperatures"] and m.config == before
+
+
+# -- the evaluation seed moves the headline numbers within their noise -------------------------------
+def test_changing_the_evaluation_seed_stays_within_the_reported_noise(tmp_path, capsys):
+    from synth.datasets import vermont_split
+
+    _, test = vermont_split(seed=0)
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in test[:600]))
+    reports = []
+    for seed in (0, 7):
+        capsys.readouterr()
+        assert main(["evaluate", "vermont-address", "--data", str(data), "--samples", "400", "--seed",
+                     str(seed), "--chains", "1", "--recon-rows", "20", "--json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    (a, b) = [r["comparison"] for r in reports]
+    # detection: its reported noise is the std of the AUC over the 5 folds; allow 2 of them
+    auc_noise = 2 * max(a["detection"]["std"], b["detection"]["std"])
+    assert abs(a["summary"]["detection_auc"] - b["summary"]["detection_auc"]) <= auc_noise
+    # p-value mean: standard error from the reported std and n of each side, 3 sigma
+    pa, pb = reports[0]["pvalue"], reports[1]["pvalue"]
+    p_noise = 3 * math.sqrt(pa["std"] ** 2 / pa["n"] + pb["std"] ** 2 / pb["n"])
+    assert abs(pa["mean"] - pb["mean"]) <= p_noise
+    # mean TV has no noise estimate: a documented band of 0.05 (sampling noise of TV at 400 rows)
+    assert abs(a["summary"]["mean_tv"] - b["summary"]["mean_tv"]) <= 0.05
