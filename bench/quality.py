@@ -4,6 +4,7 @@
     python bench/quality.py --datasets penguins,flights --systems protosynth,gaussian_copula \\
         --minutes 1 --samples 300 --no-doc                    # a smoke run
     python bench/quality.py --collect                         # re-tabulate saved results
+    python bench/quality.py --rescore                         # score saved samples with today's report
 
 Protocol (bench/README.md):
 - each dataset (bench/datasets/) is split once with --split-seed into train / validation
@@ -301,6 +302,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     ap.add_argument("--jobs", type=int, default=1, help="trainings run side by side")
     ap.add_argument("--collect", action="store_true", help="train nothing: tabulate the saved results")
+    ap.add_argument("--rescore", action="store_true",
+                    help="train nothing: score the saved generated records again with the current report")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     a = ap.parse_args()
     names = [n for n in a.datasets.split(",") if n]
@@ -309,7 +312,7 @@ def main() -> None:
     if bad:
         raise SystemExit(f"unknown system(s) {bad}; choose from {', '.join(SYSTEMS)}")
     notes: list[str] = []
-    if not a.collect and any(s in PEERS for s in systems) and not PEER_PYTHON.exists():
+    if not (a.collect or a.rescore) and any(s in PEERS for s in systems) and not PEER_PYTHON.exists():
         skipped = [s for s in systems if s in PEERS]
         msg = f"Peers skipped ({', '.join(skipped)}): .venv-peers is missing; `make peers` creates it."
         log(msg)
@@ -321,12 +324,14 @@ def main() -> None:
         infos[name] = prepare(name, a.split_seed)
         log(f"{name}: train {infos[name]['train']}, validation {infos[name]['validation']}, test {infos[name]['test']}")
     results: list[dict] = []
-    if a.collect:
+    if a.collect or a.rescore:
         for name in names:
             for system in [*systems, REFERENCE]:
-                p = RUNS / name / system / "result.json"
-                if p.exists():
-                    results.append(json.loads(p.read_text()))
+                d = RUNS / name / system
+                if a.rescore and (system == REFERENCE or (d / "generated.jsonl").exists()):
+                    results.append(score(name, system, infos[name], a.eval_seed, seeds))
+                elif (d / "result.json").exists():
+                    results.append(json.loads((d / "result.json").read_text()))
     else:
         jobs = [(name, system) for name in names for system in systems]
         n_of = {name: a.samples or infos[name]["test"] for name in names}
