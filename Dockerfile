@@ -6,6 +6,10 @@
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .   # a CUDA torch build
 #   docker run --rm -p 8000:8000 -p 50051:50051 -v "$PWD/models:/models" protosynth
 #
+# With API tokens and TLS (docs/service.md, "Access control and TLS"), mount them read-only:
+#   docker run ... -v "$PWD/secrets:/run/secrets:ro" -e SYNTH_TOKEN_FILE=/run/secrets/tokens \
+#     -e SYNTH_TLS_CERT=/run/secrets/cert.pem -e SYNTH_TLS_KEY=/run/secrets/key.pem protosynth
+#
 # Two stages: the build stage installs into a virtualenv (compilers and pip caches stay
 # behind), the runtime stage copies only that virtualenv and runs as a non-root user.
 # The install steps are the README's: torch first (pinned), then the package with [serve].
@@ -39,9 +43,16 @@ WORKDIR /home/synth
 # Trained models (POST /v1/jobs) are written here: mount a volume to keep them.
 VOLUME ["/models"]
 EXPOSE 8000 50051
+# /healthz needs no token; with TLS on it is asked over https, unverified (it only checks the server answers).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD python -c "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"
+  CMD python -c "import os, ssl, sys, urllib.request; tls = bool(os.environ.get('SYNTH_TLS_CERT')); r = urllib.request.urlopen(('https' if tls else 'http') + '://127.0.0.1:8000/healthz', timeout=4, context=ssl._create_unverified_context() if tls else None); sys.exit(0 if r.status == 200 else 1)"
 # Defaults of the image, each a `synth serve` flag or SYNTH_* variable (docs/service.md):
 # all interfaces, REST 8000, gRPC 50051, models in /models, device auto (CUDA when present).
 ENV SYNTH_HOST=0.0.0.0 SYNTH_HTTP_PORT=8000 SYNTH_GRPC_PORT=50051 SYNTH_MODELS=/models
+# Access control and TLS are off by default: no API token (every call is allowed) and plaintext
+# HTTP and gRPC. Set these (-e) to turn them on; the files are best mounted read-only:
+#   SYNTH_TOKEN_FILE=/run/secrets/tokens   one token per line, admin:<token> for admin tokens
+#   SYNTH_TOKEN=...                        or a single token in the environment
+#   SYNTH_PUBLIC_READ=true                 with tokens: reads need none (jobs still do)
+#   SYNTH_TLS_CERT=/run/secrets/cert.pem SYNTH_TLS_KEY=/run/secrets/key.pem   both, or neither
 CMD ["synth", "serve"]

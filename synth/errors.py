@@ -6,11 +6,12 @@ too, so an error raised here is the same class a client catches. Classify by typ
 never by message text.
 """
 from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError,
-                                   FailedPrecondition, InternalError, InvalidArgument, NotFound, SchemaError,
-                                   SynthError, TooLarge, Unavailable, VersionError, Violation)
+                                   FailedPrecondition, InternalError, InvalidArgument, NotFound, PermissionDenied,
+                                   SchemaError, SynthError, TooLarge, Unauthenticated, Unavailable, VersionError,
+                                   Violation)
 
 __all__ = [
     "AlreadyExists", "ArtifactError", "Cancelled", "ConfigError", "DataError", "FailedPrecondition",
-    "InternalError", "InvalidArgument", "NotFound", "SchemaError", "SynthError", "TooLarge", "Unavailable",
-    "VersionError", "Violation",
+    "InternalError", "InvalidArgument", "NotFound", "PermissionDenied", "SchemaError", "SynthError", "TooLarge",
+    "Unauthenticated", "Unavailable", "VersionError", "Violation",
 ]

@@ -144,7 +144,7 @@ def test_write_to_streams(Item):
     text = io.StringIO()
     write_records(items(Item)[:2], text, Item, "csv")
     assert text.getvalue().splitlines()[0] == \
-        "name,geo.lat,geo.lon,color,active,count,blob,rank,big,post_code,label,delta"
+        "name,geo.lat,geo.lon,color,active,count,blob,rank,big,post_code,label,delta,extra"
     raw = io.BytesIO()
     write_records(items(Item), raw, Item, "binpb")
     assert not raw.closed
@@ -297,6 +297,23 @@ def test_csv_oneof_conflict(tmp_path, Item):
     with pytest.raises(DataError) as err:
         read_records(path, Item)
     assert_located(err, "o.csv:2", "oneof extra")
+
+
+@pytest.mark.parametrize("case", [dict(label=""), dict(delta=0), dict(label="", geo={"lat": 1.0}), {}])
+def test_csv_oneof_case_at_its_default_survives_a_round_trip(tmp_path, Item, case):
+    """A oneof string set to "" (or a number set to 0) is written in the oneof's column, and read back."""
+    path = tmp_path / "d.csv"
+    write_records([Item(**case)], path, Item)
+    (got,) = read_records(path, Item).records
+    assert got == Item(**case) and got.WhichOneof("extra") == Item(**case).WhichOneof("extra")
+
+
+def test_csv_oneof_column_must_agree_with_the_cells(tmp_path, Item):
+    for text, words in [("label,extra\nx,delta\n", "names delta but field label is set"),
+                        ("extra\nnope\n", "not a case of oneof extra")]:
+        with pytest.raises(DataError) as err:
+            read_records(write_text(tmp_path / "o.csv", text), Item)
+        assert_located(err, "o.csv:2", "oneof extra", words)
 
 
 def test_csv_row_width(tmp_path, Item):

@@ -20,6 +20,8 @@ Torch-free, grpc-free and web-free: gRPC codes are named by their enum names
 | FailedPrecondition | failed_precondition  | 409  | FAILED_PRECONDITION | wrong state (job already finished)    |
 | TooLarge           | too_large            | 413  | RESOURCE_EXHAUSTED  | over a server limit                   |
 | Cancelled          | cancelled            | 409  | CANCELLED           | the operation was cancelled           |
+| Unauthenticated    | unauthenticated      | 401  | UNAUTHENTICATED     | no API token, or an unknown one       |
+| PermissionDenied   | permission_denied    | 403  | PERMISSION_DENIED   | a valid token that may not do this    |
 | ArtifactError      | invalid_artifact     | 500  | INTERNAL            | a model on the server is broken: the  |
 | VersionError       | incompatible_version | 500  | INTERNAL            | operator must fix it, not the client  |
 | InternalError      | internal             | 500  | INTERNAL            | a bug; generic message, logged        |
@@ -136,6 +138,18 @@ class Cancelled(SynthError):
     code = "cancelled"
 
 
+class Unauthenticated(SynthError):
+    """The server requires an API token and the request had none, or an unknown one."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(SynthError):
+    """The token is valid but may not do this (cancel another token's job)."""
+
+    code = "permission_denied"
+
+
 class InternalError(SynthError):
     """A server-side bug (500 / INTERNAL); `details["error_id"]` is in the server log."""
 
@@ -164,6 +178,8 @@ WIRE: dict[type[SynthError], Wire] = {
     FailedPrecondition: Wire(409, "FAILED_PRECONDITION"),
     TooLarge: Wire(413, "RESOURCE_EXHAUSTED"),
     Cancelled: Wire(409, "CANCELLED"),
+    Unauthenticated: Wire(401, "UNAUTHENTICATED"),
+    PermissionDenied: Wire(403, "PERMISSION_DENIED"),
     ArtifactError: Wire(500, "INTERNAL"),
     Unavailable: Wire(503, "UNAVAILABLE"),
     SynthError: Wire(500, "INTERNAL"),
@@ -172,7 +188,7 @@ INTERNAL = WIRE[SynthError]
 
 ERROR_CLASSES: tuple[type[SynthError], ...] = (
     SchemaError, ConfigError, DataError, InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
-    TooLarge, ArtifactError, VersionError, Cancelled, InternalError, Unavailable)
+    TooLarge, ArtifactError, VersionError, Cancelled, Unauthenticated, PermissionDenied, InternalError, Unavailable)
 BY_CODE: dict[str, type[SynthError]] = {c.code: c for c in ERROR_CLASSES}
 
 

@@ -11,8 +11,11 @@ Cells are parsed by the field's type, never by their look: a string field keeps
 "05401" verbatim, leading zero and all. An empty cell means "unset". The writer is
 the reader's inverse: a header of dotted .proto field names in declaration order,
 and an empty cell for a field without a value (a field with presence that is not
-set, or anything under an unset message). Known lossy corner: an explicitly set
-empty string with presence reads back as unset.
+set, or anything under an unset message). Each real `oneof` also gets a column named
+after it (`pick`, `geo.pick`) holding the name of its set case, so a case set to its
+default (`text: ""`, an empty `inner`) survives the round trip; the column is optional
+on input. Known lossy corner: a proto3 `optional` string explicitly set to "" reads back
+as unset.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, OneofDescriptor
 from google.protobuf.message import Message
 
 from synth.errors import DataError, Violation
@@ -57,6 +60,7 @@ class _Column:
     path: Path_
     parse: Callable[[str], Any]
     verbatim: bool  # string fields: cells are not stripped
+    oneof: OneofDescriptor | None = None  # a oneof column: `path` leads to its message, the cell names the case
 
     @property
     def dotted(self) -> str:
@@ -116,6 +120,9 @@ def _plan_columns(header: list[str], desc: Descriptor, where: str) -> list[_Colu
             continue
         assert path is not None
         seen[_dotted(path)] = label
+        if isinstance(path[-1], OneofDescriptor):
+            columns.append(_Column(i, label, path[:-1], str, False, oneof=path[-1]))
+            continue
         leaf = path[-1]
         columns.append(_Column(i, label, path, _parser(leaf), leaf.type == _T.TYPE_STRING))
     if problems:
@@ -131,6 +138,9 @@ def _resolve_column(label: str, desc: Descriptor) -> tuple[Path_ | None, str]:
     parts = label.split(".")
     for j, part in enumerate(parts):
         field, problem = _find_field(desc, part)
+        if field is None and j == len(parts) - 1 and part in desc.oneofs_by_name \
+                and not _synthetic(desc.oneofs_by_name[part]):
+            return (*path, desc.oneofs_by_name[part]), ""  # a oneof column: the name of the set case
         if field is None:
             return None, f"column {label!r}: {problem}"
         path.append(field)
@@ -177,15 +187,39 @@ def _row_to_message(row: list[str], width: int, columns: list[_Column], cls: typ
         return [Violation(where, f"row has {len(row)} cells but the header has {width}")]
     msg = cls()
     problems = []
-    for col in columns:
+    for col in sorted(columns, key=lambda c: c.oneof is not None):  # fields first, then oneof cases
         text = row[col.index] if col.verbatim else row[col.index].strip()
         if text == "":
             continue  # empty cell: the field stays unset
         try:
-            _assign(msg, col.path, col.parse(text))
+            if col.oneof is not None:
+                _set_case(msg, col.path, col.oneof, text)
+            else:
+                _assign(msg, col.path, col.parse(text))
         except ValueError as e:
-            problems.append(Violation(where, f"column {col.header!r} (field {col.dotted}): {e}"))
+            what = f"oneof {col.oneof.name}" if col.oneof is not None else f"field {col.dotted}"
+            problems.append(Violation(where, f"column {col.header!r} ({what}): {e}"))
     return problems or msg
+
+
+def _set_case(msg: Message, path: Path_, oneof: OneofDescriptor, case: str) -> None:
+    """Mark `case` as the oneof's set member; a member left at its default is set to it."""
+    names = [f.name for f in oneof.fields]
+    if case not in names:
+        raise ValueError(f"{case!r} is not a case of oneof {oneof.name} (one of {', '.join(names)})")
+    obj = msg
+    for field in path:
+        obj = getattr(obj, field.name)
+    current = obj.WhichOneof(oneof.name)
+    if current == case:
+        return
+    if current is not None:
+        raise ValueError(f"it names {case} but field {current} is set")
+    field = next(f for f in oneof.fields if f.name == case)
+    if field.message_type is not None:
+        getattr(obj, case).SetInParent()
+    else:
+        setattr(obj, case, field.default_value)
 
 
 def _assign(msg: Message, path: Path_, value: Any) -> None:
@@ -309,7 +343,12 @@ def writer(desc: Descriptor) -> Callable[[list[Message], IO[str]], None]:
     """A function that writes messages of `desc` as CSV; raises now if the schema can't be flat."""
     paths = _leaf_paths(desc)
     header = [_dotted(p) for p in paths]
-    formats = [_formatter(p[-1]) for p in paths]
+    cells: list[Callable[[Message], str]] = []
+    for p in paths:
+        if isinstance(p[-1], OneofDescriptor):
+            cells.append(lambda m, p=p: _case_cell(m, p))
+        else:
+            cells.append(lambda m, p=p, f=_formatter(p[-1]): _cell(m, p, f))
 
     def write(messages: list[Message], stream: IO[str]) -> None:
         # RFC 4180 line ends: with "\r\n" as terminator, csv quotes any value holding a
@@ -317,7 +356,7 @@ def writer(desc: Descriptor) -> Callable[[list[Message], IO[str]], None]:
         out = csv.writer(stream, lineterminator="\r\n")
         out.writerow(header)
         for m in messages:
-            out.writerow([_cell(m, p, f) for p, f in zip(paths, formats)])
+            out.writerow([cell(m) for cell in cells])
 
     return write
 
@@ -340,6 +379,7 @@ def _leaf_paths(desc: Descriptor) -> list[Path_]:
                                           "cannot be flattened into columns"))
             else:
                 walk(f.message_type, path, open_types + (f.message_type.full_name,))
+        paths.extend(prefix + (o,) for o in d.oneofs if not _synthetic(o))  # which case is set
 
     walk(desc, (), (desc.full_name,))
     if problems:
@@ -357,6 +397,21 @@ def _cell(msg: Message, path: Path_, fmt: Callable[[Any], str]) -> str:
     if leaf.has_presence and not obj.HasField(leaf.name):
         return ""
     return fmt(getattr(obj, leaf.name))
+
+
+def _case_cell(msg: Message, path: tuple[Any, ...]) -> str:
+    obj = msg
+    for f in path[:-1]:
+        if not obj.HasField(f.name):
+            return ""
+        obj = getattr(obj, f.name)
+    return obj.WhichOneof(path[-1].name) or ""
+
+
+def _synthetic(oneof: OneofDescriptor) -> bool:
+    """proto3 `optional` is a one-field synthetic oneof: presence, not a choice."""
+    fields = list(oneof.fields)
+    return len(fields) == 1 and oneof.name == "_" + fields[0].name and fields[0].has_presence
 
 
 def _formatter(field: FieldDescriptor) -> Callable[[Any], str]:

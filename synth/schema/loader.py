@@ -89,23 +89,89 @@ def _protoc_error(stderr: str, path: Path) -> SchemaError:
     return SchemaError(f"protoc could not compile {path.name}", violations, protoc_output=stderr.strip())
 
 
-def from_file_set(file_set: bytes, message: str) -> LoadedSchema:
-    """Build a fresh pool from a serialized FileDescriptorSet and find `message` in it."""
+def from_file_set(file_set: bytes, message: str, max_fields: int | None = None,
+                  max_depth: int | None = None) -> LoadedSchema:
+    """Build a fresh pool from a serialized FileDescriptorSet and find `message` in it.
+
+    `max_fields` and `max_depth` bound what `message` reaches (an uploaded schema):
+    checked on the descriptors before protobuf builds anything, so a huge or deeply
+    chained schema is a SchemaError naming the limit, not a RecursionError.
+    """
     try:
         fds = descriptor_pb2.FileDescriptorSet.FromString(file_set)
     except Exception as e:  # protobuf raises DecodeError, but be robust to any corruption
         raise SchemaError(f"not a valid FileDescriptorSet: {e}") from e
-    pool = descriptor_pool.DescriptorPool()
-    for f in fds.file:
-        pool.Add(f)
     names = [
         f"{f.package + '.' if f.package else ''}{m}"
         for f in fds.file
         for m in _message_names(f.message_type)
     ]
     full = _resolve_name(message, names)
-    desc = pool.FindMessageTypeByName(full)
-    return LoadedSchema(file_set, desc, message_factory.GetMessageClass(desc), desc.file.name)
+    if max_fields is not None or max_depth is not None:
+        check_size(fds, full, max_fields, max_depth)
+    try:
+        pool = descriptor_pool.DescriptorPool()
+        for f in fds.file:
+            pool.Add(f)
+        desc = pool.FindMessageTypeByName(full)
+        return LoadedSchema(file_set, desc, message_factory.GetMessageClass(desc), desc.file.name)
+    except (TypeError, ValueError, KeyError, RecursionError) as e:  # protobuf's own limits
+        reason = "it nests too deeply" if isinstance(e, RecursionError) else str(e)[:300]
+        raise SchemaError(f"protobuf cannot build message {full}: {reason}",
+                          [Violation(full, "simplify the schema: fewer fields or less nesting")]) from None
+
+
+def check_size(fds: descriptor_pb2.FileDescriptorSet, message: str, max_fields: int | None,
+               max_depth: int | None) -> None:
+    """SchemaError unless the types `message` reaches have at most `max_fields` fields in all
+    and no chain of distinct nested message types longer than `max_depth` (iterative: no recursion)."""
+    types: dict[str, Any] = {}
+
+    def collect(prefix: str, messages: Any) -> None:
+        stack = [(prefix, m) for m in messages]
+        while stack:
+            pre, m = stack.pop()
+            full = f"{pre}.{m.name}" if pre else m.name
+            types[full] = m
+            stack += [(full, n) for n in m.nested_type]
+
+    for f in fds.file:
+        collect(f.package, f.message_type)
+
+    def children(name: str) -> list[str]:
+        return [fd.type_name.lstrip(".") for fd in types[name].field
+                if fd.type_name.lstrip(".") in types]
+
+    height: dict[str, int] = {}  # longest chain of distinct types below each type (cycles cut)
+    fields, on_path = 0, {message}
+    stack: list[tuple[str, list[str]]] = [(message, children(message))]
+    fields += len(types[message].field)
+    while stack:
+        name, todo = stack[-1]
+        if todo:
+            child = todo.pop()
+            if child in height or child in on_path:
+                continue
+            on_path.add(child)
+            fields += len(types[child].field)
+            stack.append((child, children(child)))
+            if max_depth is not None and len(stack) > max_depth:
+                raise SchemaError(f"message {message} nests more than {max_depth} message types deep",
+                                  [Violation(name, f"at most {max_depth} levels of nested message types "
+                                                   "(the server's max_schema_depth)")], limit=max_depth)
+            continue
+        stack.pop()
+        on_path.discard(name)
+        height[name] = 1 + max((height.get(c, 0) for c in children(name) if c not in on_path), default=0)
+        if max_depth is not None and height[name] > max_depth:
+            raise SchemaError(f"message {message} nests more than {max_depth} message types deep",
+                              [Violation(name, f"at most {max_depth} levels of nested message types "
+                                               "(the server's max_schema_depth)")], limit=max_depth)
+    if max_fields is not None and fields > max_fields:
+        raise SchemaError(f"message {message} has {fields} fields (with the message types it reaches); "
+                          f"this server's limit is {max_fields}",
+                          [Violation(message, f"at most {max_fields} fields (the server's max_schema_fields)")],
+                          limit=max_fields)
 
 
 def _message_names(types: Any, prefix: str = "") -> list[str]:

@@ -25,14 +25,18 @@ log = logging.getLogger("synth.server")
 def serve(settings: ServerSettings | None = None) -> None:
     """Serve the models directory (plus the bundled models) over HTTP and gRPC until interrupted."""
     settings = settings or ServerSettings()
+    settings.check()  # TLS files, token file: ConfigError before anything starts
     host, http_port, grpc_port = settings.host, settings.http_port, settings.grpc_port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    access, tls = settings.access_policy(), settings.tls()
     registry = ModelRegistry(settings.models, device=settings.resolved_device())
     service = SynthService(registry, settings.limits())
-    grpc_server, bound_grpc = create_grpc_server(service, f"{_grpc_host(host)}:{grpc_port}",
-                                                 max_workers=settings.grpc_workers)
-    app = create_app(service, preload=sorted(store.bundled_models()))
-    http = uvicorn.Server(uvicorn.Config(app, host=host, port=http_port, log_level="info"))
+    grpc_server, bound_grpc = create_grpc_server(
+        service, f"{_grpc_host(host)}:{grpc_port}", max_workers=settings.grpc_workers, access=access,
+        tls=(tls[0].read_bytes(), tls[1].read_bytes()) if tls else None)
+    app = create_app(service, preload=sorted(store.bundled_models()), access=access)
+    ssl = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
+    http = uvicorn.Server(uvicorn.Config(app, host=host, port=http_port, log_level="info", **ssl))
     http_thread = threading.Thread(target=http.run, name="synth-http", daemon=True)
 
     stop = threading.Event()
@@ -45,7 +49,8 @@ def serve(settings: ServerSettings | None = None) -> None:
             time.sleep(0.05)
         if not http_thread.is_alive():
             raise SystemExit(f"the HTTP server could not start on {host}:{http_port} (port in use?)")
-        print(banner(host, _bound_port(http, http_port), bound_grpc, registry.names()), flush=True)
+        print(banner(host, _bound_port(http, http_port), bound_grpc, registry.names(), tls=tls is not None,
+                     tokens=access.enabled, public_read=access.public_read), flush=True)
         while not stop.is_set() and http_thread.is_alive():
             stop.wait(0.5)
     except KeyboardInterrupt:
@@ -71,26 +76,35 @@ def _bound_port(server: uvicorn.Server, default: int) -> int:
     return default
 
 
-def banner(host: str, http_port: int, grpc_port: int, models: list[str]) -> str:
-    """Ready-to-paste examples for the first model being served."""
+def banner(host: str, http_port: int, grpc_port: int, models: list[str], tls: bool = False,
+           tokens: bool = False, public_read: bool = False) -> str:
+    """Ready-to-paste examples for the first model being served (tokens are never printed)."""
     shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host
-    url, target = f"http://{shown}:{http_port}", f"{shown}:{grpc_port}"
+    url, target = f"{'https' if tls else 'http'}://{shown}:{http_port}", f"{shown}:{grpc_port}"
     model = models[0] if models else "MODEL"
     listing = ", ".join(models) if models else "(none yet: POST /v1/jobs to train one)"
+    curl_auth = " -H \"authorization: Bearer $SYNTH_TOKEN\"" if tokens else ""
+    grpc_auth = " -H \"authorization: Bearer $SYNTH_TOKEN\"" if tokens else ""
+    plaintext = "" if tls else "-plaintext "
+    py_token = ", token=os.environ['SYNTH_TOKEN']" if tokens else ""
+    py_import = "import os; " if tokens else ""
+    access = ("API tokens required" + (" (reads are public)" if public_read else "") if tokens
+              else "open: no API token configured")
     return f"""
 protosynth is serving {len(models)} model(s): {listing}
   web page  {url}/
   REST      {url}/v1/models     (OpenAPI: {url}/docs)
-  gRPC      {target}            (reflection and grpc.health.v1 enabled)
+  gRPC      {target}            (reflection and grpc.health.v1 enabled{", TLS" if tls else ""})
+  access    {access}
 
 Try:
-  curl -s {url}/v1/models/{model}:sample -H 'content-type: application/json' -d '{{"n": 3, "seed": 1}}'
-  curl -s {url}/v1/models/{model}:sample -H 'content-type: application/json' -H 'accept: application/x-ndjson' -d '{{"n": 1000}}' | head
-  grpcurl -plaintext -d '{{"model": "{model}", "n": 3}}' {target} synth.v1.Synthesizer/Sample
+  curl -s {url}/v1/models/{model}:sample{curl_auth} -H 'content-type: application/json' -d '{{"n": 3, "seed": 1}}'
+  curl -s {url}/v1/models/{model}:sample{curl_auth} -H 'content-type: application/json' -H 'accept: application/x-ndjson' -d '{{"n": 1000}}' | head
+  grpcurl {plaintext}{grpc_auth.strip() + " " if grpc_auth else ""}-d '{{"model": "{model}", "n": 3}}' {target} synth.v1.Synthesizer/Sample
 
   # pip install ./clients/python   (protosynth-client: torch-free)
-  python -c "from synth_client import SynthClient; print(SynthClient.rest('{url}').sample('{model}', 3, seed=1))"
-  python -c "from synth_client import SynthClient; print(SynthClient.grpc('{target}').sample('{model}', 3, seed=1))"
+  python -c "{py_import}from synth_client import SynthClient; print(SynthClient.rest('{url}'{py_token}).sample('{model}', 3, seed=1))"
+  python -c "{py_import}from synth_client import SynthClient; print(SynthClient.grpc('{target}'{py_token}).sample('{model}', 3, seed=1))"
 
 Ctrl-C to stop.
 """

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synth.errors import ConfigError, Violation
+from synth.server.auth import AccessPolicy
 from synth.service.types import Limits
 
 ENV_PREFIX = "SYNTH_"
@@ -44,9 +45,49 @@ class ServerSettings(BaseSettings):
     number_range_sigmas: float = Field(Limits.number_range_sigmas, gt=0,
                                        description="numbers within this many training std devs of the mean")
     max_temperature: float = Field(Limits.max_temperature, gt=0, le=1000, description="highest sampling temperature")
+    max_schema_fields: int = Field(Limits.max_schema_fields, ge=1, le=100_000,
+                                   description="fields in an uploaded schema (all message types it reaches)")
+    max_schema_depth: int = Field(Limits.max_schema_depth, ge=1, le=200,
+                                  description="nesting of message types in an uploaded schema")
+    # Access control and TLS (docs/service.md): no token and no TLS unless given.
+    token_file: Path | None = Field(None, description="file of API tokens, one per line; admin:<token> marks an "
+                                                      "admin token (may cancel any job)")
+    token: SecretStr | None = Field(None, description="one API token (prefer the variable or --token-file: a flag "
+                                                      "shows in the process list)")
+    public_read: bool = Field(False, description="with tokens: reads (models, sample, encode, ..., GET jobs) need "
+                                                 "none; creating and cancelling jobs still do")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS and gRPC over TLS "
+                                                    "(with --tls-key)")
+    tls_key: Path | None = Field(None, description="PEM private key for --tls-cert")
 
     def limits(self) -> Limits:
         return Limits(**{name: getattr(self, name) for name in Limits.__dataclass_fields__})
+
+    def access_policy(self) -> AccessPolicy:
+        """The API tokens (ConfigError when the token file is unreadable or a token is malformed)."""
+        token = self.token.get_secret_value() if self.token is not None else None
+        return AccessPolicy.from_sources(self.token_file, token, self.public_read)
+
+    def tls(self) -> tuple[Path, Path] | None:
+        """(certificate, key) when TLS is on."""
+        return (self.tls_cert, self.tls_key) if self.tls_cert is not None and self.tls_key is not None else None
+
+    def check(self) -> None:
+        """Checks across settings and files, all reported at once (ConfigError)."""
+        problems = []
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            problems.append(Violation(missing, "--tls-cert and --tls-key go together: give both or neither"))
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                problems.append(Violation(name, f"no such file: {path}"))
+        try:
+            self.access_policy()
+        except ConfigError as e:
+            problems += e.violations
+        if problems:
+            raise ConfigError("invalid server settings (flags or SYNTH_* variables)", problems)
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -60,18 +101,20 @@ def load_settings(**overrides: Any) -> ServerSettings:
     """Settings from `overrides` (flags; None means not given), then `SYNTH_*` variables, then defaults."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return ServerSettings(**given)
+        settings = ServerSettings(**given)
     except ValidationError as e:
         violations = [Violation(".".join(str(p) for p in err["loc"]) or "settings", err["msg"])
                       for err in e.errors()]
         raise ConfigError("invalid server settings (flags or SYNTH_* variables)", violations) from None
+    settings.check()
+    return settings
 
 
 def setting_flags() -> list[tuple[str, str, Any, str]]:
     """(field, --flag, type, help) for every setting: how `synth serve` builds its flags."""
     out = []
     for name, info in ServerSettings.model_fields.items():
-        kind = info.annotation if info.annotation in (int, float, str) else str
+        kind = info.annotation if info.annotation in (int, float, str, bool) else str  # bool: a switch
         env = f"{ENV_PREFIX}{name.upper()}"
         out.append((name, "--" + name.replace("_", "-"), kind,
                     f"{info.description} (env {env}; default {info.default})"))

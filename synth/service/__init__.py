@@ -17,11 +17,11 @@ from synth.records import to_dict  # records -> JSON dicts, for the adapters
 from synth.service.core import MAX_SEED, SynthService
 from synth.service.jobs import PROGRESS_FIELDS, PROGRESS_KEYS, JobManager
 from synth.service.registry import LAT_NAMES, LON_NAMES, ModelRegistry, field_infos, geo_fields
-from synth.service.types import (JOB_STATES, NAME_RE, TERMINAL, Field, FieldInfo, GeoFields, Interpolation, Job,
+from synth.service.types import (JOB_STATES, NAME_RE, TERMINAL, Caller, Field, FieldInfo, GeoFields, Interpolation, Job,
                                  JobError, JobRequest, JobStatus, Latent, Limits, ModelDetail, ModelInfo, check_name)
 
 __all__ = [
     "JOB_STATES", "LAT_NAMES", "LON_NAMES", "MAX_SEED", "NAME_RE", "PROGRESS_FIELDS", "PROGRESS_KEYS", "TERMINAL",
-    "Field", "FieldInfo", "GeoFields", "Interpolation", "Job", "JobError", "JobManager", "JobRequest", "JobStatus", "Latent", "Limits",
+    "Caller", "Field", "FieldInfo", "GeoFields", "Interpolation", "Job", "JobError", "JobManager", "JobRequest", "JobStatus", "Latent", "Limits",
     "ModelDetail", "ModelInfo", "ModelRegistry", "SynthService", "check_name", "field_infos", "geo_fields", "to_dict",
 ]

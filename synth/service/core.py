@@ -22,7 +22,7 @@ from synth.records import to_dict, to_message
 from synth.service.bounds import InputBounds
 from synth.service.jobs import JobManager
 from synth.service.registry import ModelRegistry
-from synth.service.types import Interpolation, JobRequest, JobStatus, Latent, Limits, ModelDetail, ModelInfo
+from synth.service.types import Caller, Interpolation, JobRequest, JobStatus, Latent, Limits, ModelDetail, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +200,16 @@ class SynthService:
                            [Violation(what, f"at most {limit}")], limit=limit)
 
     # -- jobs -------------------------------------------------------------------------
-    def create_job(self, request: JobRequest) -> JobStatus:
-        return self.jobs.create(request)
+    def create_job(self, request: JobRequest, caller: Caller | None = None) -> JobStatus:
+        """Queue a job; `caller` (when the server has tokens) becomes its owner."""
+        return self.jobs.create(request, owner=caller)
 
     def get_job(self, job_id: str) -> JobStatus:
         return self.jobs.get(job_id)
 
-    def cancel_job(self, job_id: str) -> JobStatus:
-        return self.jobs.cancel(job_id)
+    def cancel_job(self, job_id: str, caller: Caller | None = None) -> JobStatus:
+        """Cancel a job: only its owner or an admin may (PermissionDenied otherwise)."""
+        return self.jobs.cancel(job_id, caller)
 
     def watch_job(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> Iterator[JobStatus]:
         return self.jobs.watch(job_id, should_stop)

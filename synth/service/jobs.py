@@ -29,7 +29,7 @@ from google.protobuf.message import Message
 
 from synth import store
 from synth.configs import to_dict
-from synth.errors import (AlreadyExists, DataError, FailedPrecondition, NotFound, SchemaError,
+from synth.errors import (AlreadyExists, DataError, FailedPrecondition, NotFound, PermissionDenied, SchemaError,
                           SynthError, TooLarge, Violation)
 from synth.model import Model
 from synth.model_config import ModelConfig
@@ -37,7 +37,7 @@ from synth.run_config import parse_run_config
 from synth.schema.loader import LoadedSchema, compile_proto_text, from_file_set
 from synth.schema.tree import build_tree
 from synth.service.registry import ModelRegistry
-from synth.service.types import JobError, JobRequest, JobStatus, Limits, check_name
+from synth.service.types import Caller, JobError, JobRequest, JobStatus, Limits, check_name
 from synth.train import Trainer
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class _Job:
     train_config: Any
     cancel: threading.Event = field(default_factory=threading.Event)
     version: int = 0
+    owner: str | None = None  # Caller.id of the token that created it (None: a server without tokens)
 
 
 class JobManager:
@@ -81,13 +82,13 @@ class JobManager:
         self._closed = False
 
     # -- create -----------------------------------------------------------------------
-    def create(self, req: JobRequest) -> JobStatus:
+    def create(self, req: JobRequest, owner: Caller | None = None) -> JobStatus:
         if req.name is not None:
             check_name(req.name)
         if len(req.data) > self.limits.max_upload_bytes:
             raise TooLarge(f"data file is {len(req.data)} bytes; the limit is {self.limits.max_upload_bytes}",
                            limit=self.limits.max_upload_bytes)
-        schema = _load_uploaded_schema(req.proto, req.message, req.proto_filename)
+        schema = _load_uploaded_schema(req.proto, req.message, req.proto_filename, self.limits)
         run = parse_run_config(req.config)  # the one run.toml parser (also `synth train --config`)
         model_cfg, train_cfg = run.model, run.train
         build_tree(schema.descriptor, model_cfg.schema_options())  # unsupported schema: fail now
@@ -108,7 +109,8 @@ class JobManager:
                 raise AlreadyExists(f"a model or job named {name!r} already exists",
                                     [Violation("name", "choose another name")])
             status = JobStatus(job_id, name, "queued", steps=steps, created_at=time.time())
-            self._jobs[job_id] = _Job(status, schema, records, model_cfg, train_cfg)
+            self._jobs[job_id] = _Job(status, schema, records, model_cfg, train_cfg,
+                                      owner=owner.id if owner is not None else None)
             self._forget_old()
             self._ensure_worker()
         self._queue.put(job_id)
@@ -135,9 +137,13 @@ class JobManager:
         with self._cond:
             return self._job(job_id).status
 
-    def cancel(self, job_id: str) -> JobStatus:
+    def cancel(self, job_id: str, caller: Caller | None = None) -> JobStatus:
+        """Only the token that created a job, or an admin token, may cancel it (`caller=None`: no tokens)."""
         with self._cond:
             job = self._job(job_id)
+            if caller is not None and not caller.admin and job.owner is not None and caller.id != job.owner:
+                raise PermissionDenied(f"job {job_id} was created with another token; only that token or an "
+                                       "admin token may cancel it")
             if job.status.done:
                 raise FailedPrecondition(f"job {job_id} is already {job.status.state}",
                                          state=job.status.state)
@@ -276,7 +282,7 @@ def _safe_filename(name: str, default: str) -> str:
     return base or default
 
 
-def _load_uploaded_schema(text: str, message: str, filename: str) -> LoadedSchema:
+def _load_uploaded_schema(text: str, message: str, filename: str, limits: Limits = Limits()) -> LoadedSchema:
     if not text or not text.strip():
         raise SchemaError("the .proto upload is empty", [Violation("proto", "upload a .proto file")])
     if not message:
@@ -284,7 +290,8 @@ def _load_uploaded_schema(text: str, message: str, filename: str) -> LoadedSchem
     name = _safe_filename(filename, "schema.proto")
     if not name.endswith(".proto"):
         name += ".proto"
-    return from_file_set(compile_proto_text(text, filename=name), message)
+    return from_file_set(compile_proto_text(text, filename=name), message,
+                         max_fields=limits.max_schema_fields, max_depth=limits.max_schema_depth)
 
 
 def _read_uploaded_records(data: bytes, filename: str, schema: LoadedSchema) -> list[Message]:

@@ -42,6 +42,9 @@ class Limits:
     max_string_bytes: int = 4096  # a string value in a record or `where`, whatever the field
     number_range_sigmas: float = 50.0  # numbers within this many training std devs of the mean
     max_temperature: float = 10.0
+    # Uploaded schemas (training jobs): checked before protobuf builds any class.
+    max_schema_fields: int = 2_000  # fields of all message types the record message reaches
+    max_schema_depth: int = 32  # longest chain of distinct nested message types
 
 
 # ----------------------------------------------------------------------------- results
@@ -62,6 +65,19 @@ class JobRequest:
     config: str | None = None
     name: str | None = None
     proto_filename: str = "schema.proto"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as the server's access control established it (docs/service.md).
+
+    `id` is a stable, non-secret identity (a hash of the API token, never the token);
+    an admin may cancel any job. The service takes `caller=None` to mean a trusted
+    caller on a server without tokens: nothing is checked.
+    """
+
+    id: str
+    admin: bool = False
 
 
 # ----------------------------------------------------------------------------- names

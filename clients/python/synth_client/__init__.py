@@ -13,22 +13,27 @@ from typing import Any
 
 from synth_client.base import SynthClient
 from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError,
-                                   FailedPrecondition, InternalError, InvalidArgument, NotFound, SchemaError,
-                                   SynthError, TooLarge, Unavailable, VersionError, Violation)
+                                   FailedPrecondition, InternalError, InvalidArgument, NotFound, PermissionDenied,
+                                   SchemaError, SynthError, TooLarge, Unauthenticated, Unavailable, VersionError,
+                                   Violation)
 from synth_contract.results import (Field, GeoFields, Interpolation, Job, JobError, Latent, ModelDetail,
                                     ModelInfo)
 
 
-def _rest(url: str, timeout: float = 120.0, **httpx_options: Any) -> SynthClient:
+def _rest(url: str, timeout: float = 120.0, token: str | None = None, **httpx_options: Any) -> SynthClient:
+    """A REST client; `token` is sent as `Authorization: Bearer`; for an https URL with a private CA
+    pass `verify="ca.pem"` (or an `ssl.SSLContext`): other keywords go to `httpx.Client`."""
     from synth_client.rest_client import RestClient  # imported on use: a gRPC-only install has no httpx
 
-    return RestClient(url, timeout=timeout, **httpx_options)
+    return RestClient(url, timeout=timeout, token=token, **httpx_options)
 
 
-def _grpc(target: str, timeout: float = 120.0, credentials: Any = None) -> SynthClient:
+def _grpc(target: str, timeout: float = 120.0, credentials: Any = None, token: str | None = None) -> SynthClient:
+    """A gRPC client; `token` is sent as `authorization: Bearer` metadata; for TLS pass
+    `credentials=grpc.ssl_channel_credentials(root_certificates=...)`."""
     from synth_client.grpc_client import GrpcClient  # imported on use: a REST-only install has no grpcio
 
-    return GrpcClient(target, timeout=timeout, credentials=credentials)
+    return GrpcClient(target, timeout=timeout, credentials=credentials, token=token)
 
 
 SynthClient.rest = staticmethod(_rest)  # type: ignore[assignment]
@@ -42,6 +47,6 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
 __all__ = [
     "SynthClient", "SynthError", "SchemaError", "ConfigError", "DataError", "InvalidArgument", "NotFound",
     "AlreadyExists", "FailedPrecondition", "TooLarge", "ArtifactError", "VersionError", "Cancelled",
-    "InternalError", "Unavailable", "Violation", "Field", "GeoFields", "ModelInfo", "ModelDetail", "Latent",
+    "Unauthenticated", "PermissionDenied", "InternalError", "Unavailable", "Violation", "Field", "GeoFields", "ModelInfo", "ModelDetail", "Latent",
     "Interpolation", "Job", "JobError",
 ]

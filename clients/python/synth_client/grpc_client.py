@@ -7,6 +7,7 @@ plain gRPC code as the fallback.
 """
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -31,11 +32,13 @@ class GrpcClient(SynthClient):
     (bytes of the model's own message; `get_model(name).message_class()` parses them), and
     record arguments may be such bytes too."""
 
-    def __init__(self, target: str, timeout: float = 120.0, credentials: grpc.ChannelCredentials | None = None):
+    def __init__(self, target: str, timeout: float = 120.0, credentials: grpc.ChannelCredentials | None = None,
+                 token: str | None = None):
         options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
         self._channel = (grpc.secure_channel(target, credentials, options) if credentials is not None
                          else grpc.insecure_channel(target, options))
-        self._stub = pb_grpc.SynthesizerStub(self._channel)
+        channel = grpc.intercept_channel(self._channel, _BearerToken(token)) if token else self._channel
+        self._stub = pb_grpc.SynthesizerStub(channel)
         self.target, self.timeout = target, timeout
 
     def close(self) -> None:
@@ -131,6 +134,29 @@ class GrpcClient(SynthClient):
         finally:
             stream.cancel()
         return job if job is not None else self.get_job(job_id)
+
+
+class _CallDetails(collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
+                                                            "wait_for_ready", "compression")),
+                   grpc.ClientCallDetails):
+    pass
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call (works on plaintext and TLS channels)."""
+
+    def __init__(self, token: str):
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, d: Any) -> _CallDetails:
+        return _CallDetails(d.method, d.timeout, [*(d.metadata or ()), self._header], d.credentials,
+                            getattr(d, "wait_for_ready", None), getattr(d, "compression", None))
+
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return continuation(self._details(client_call_details), request)
 
 
 # ----------------------------------------------------------------------------- conversion

@@ -14,8 +14,11 @@ from synth_contract.results import (Interpolation, Job, Latent, ModelDetail, Mod
 
 
 class RestClient(SynthClient):
-    def __init__(self, url: str, timeout: float = 120.0, **httpx_options: Any):
+    def __init__(self, url: str, timeout: float = 120.0, token: str | None = None, **httpx_options: Any):
         self.url = url.rstrip("/")
+        if token:
+            httpx_options["headers"] = {**dict(httpx_options.get("headers") or {}),
+                                        "authorization": f"Bearer {token}"}
         self._http = httpx.Client(base_url=self.url, timeout=timeout, **httpx_options)
 
     def close(self) -> None:

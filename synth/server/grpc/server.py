@@ -14,13 +14,14 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from synth.errors import InvalidArgument, Violation
 from synth.service import to_dict
+from synth.server.auth import AccessPolicy
+from synth.server.grpc.auth import AuthInterceptor, current_caller
 from synth.server.grpc.errors import ExceptionToStatusInterceptor
 from synth.service import JobRequest, SynthService
 from synth_contract._proto import synthesizer_pb2 as pb
@@ -44,11 +45,31 @@ def plain(value: Any) -> Any:
     return value
 
 
+def from_struct(struct: Any) -> dict[str, Any]:
+    """A `google.protobuf.Struct` as plain Python, like `plain(MessageToDict(struct))`, except that
+    NaN and infinities stay floats (MessageToDict raises on them): the service refuses them
+    with a 4xx naming the field, as it does on REST."""
+    return {key: _from_value(value) for key, value in struct.fields.items()}
+
+
+def _from_value(value: Any) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return from_struct(value.struct_value)
+    if kind == "list_value":
+        return [_from_value(v) for v in value.list_value.values]
+    if kind == "number_value":
+        return plain(value.number_value)
+    if kind in ("string_value", "bool_value"):
+        return getattr(value, kind)
+    return None  # null_value, or no kind set
+
+
 def record_in(record: pb.Record) -> Any:
     """A wire record as the service takes it: a JSON dict, or the user's serialized bytes."""
     if record.WhichOneof("record") == "binary":
         return record.binary
-    return plain(json_format.MessageToDict(record.json)) if record.HasField("json") else {}
+    return from_struct(record.json) if record.HasField("json") else {}
 
 
 def record_out(message: Message, fmt: int) -> pb.Record:
@@ -85,7 +106,7 @@ class SynthesizerServicer(pb_grpc.SynthesizerServicer):
         return model_detail_to_pb(self.service.get_model(request.name))
 
     def Sample(self, request: pb.SampleRequest, context: grpc.ServicerContext) -> Iterator[pb.SampleResponse]:
-        where = plain(json_format.MessageToDict(request.where)) if request.HasField("where") else None
+        where = from_struct(request.where) if request.HasField("where") else None
         chunks = self.service.sample_chunks(
             request.model, request.n, seed=_optional(request, "seed"),
             temperature=_optional(request, "temperature"), greedy=request.greedy, where=where)
@@ -123,7 +144,7 @@ class SynthesizerServicer(pb_grpc.SynthesizerServicer):
         job = self.service.create_job(JobRequest(
             proto=request.proto, message=request.message, data=request.data,
             data_filename=request.data_filename or "data", config=request.config or None,
-            name=request.name or None))
+            name=request.name or None), current_caller())
         return job_to_pb(job)
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.Job:
@@ -135,21 +156,26 @@ class SynthesizerServicer(pb_grpc.SynthesizerServicer):
             yield job_to_pb(status)
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.Job:
-        return job_to_pb(self.service.cancel_job(request.id))
+        return job_to_pb(self.service.cancel_job(request.id, current_caller()))
 
 
 # ----------------------------------------------------------------------------- factory
 
-def create_grpc_server(service: SynthService, address: str, max_workers: int = 16) -> tuple[grpc.Server, int]:
+def create_grpc_server(service: SynthService, address: str, max_workers: int = 16,
+                       access: AccessPolicy | None = None,
+                       tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
     """A server (not yet started) with Synthesizer, health and reflection bound to `address`.
 
     `address` may use port 0; the bound port is returned. Start it with `.start()`.
     Long streams (Sample, WatchJob) each hold a worker thread, hence `max_workers`.
+    `access` holds the API tokens (default: none); `tls` is (certificate chain PEM,
+    private key PEM) to serve TLS instead of plaintext.
     """
     max_message = service.limits.max_upload_bytes + (1 << 20)  # a CreateJob upload plus headroom
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="synth-grpc"),
-        interceptors=[ExceptionToStatusInterceptor()],
+        # Outermost first: an Unauthenticated raised by AuthInterceptor becomes a mapped status.
+        interceptors=[ExceptionToStatusInterceptor(), AuthInterceptor(access or AccessPolicy())],
         options=[("grpc.max_receive_message_length", max_message),
                  ("grpc.max_send_message_length", max_message)])
     pb_grpc.add_SynthesizerServicer_to_server(SynthesizerServicer(service), server)
@@ -160,7 +186,11 @@ def create_grpc_server(service: SynthService, address: str, max_workers: int = 1
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server)
-    port = server.add_insecure_port(address)
+    if tls is not None:
+        cert, key = tls
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind the gRPC server to {address}")
     return server, port

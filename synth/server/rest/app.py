@@ -21,8 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import synth
 from synth.errors import InvalidArgument, SynthError, Violation
+from synth.server.auth import AccessPolicy
 from synth.server.errors import classify, error_json
 from synth.server.rest import jobs, models, web
+from synth.server.rest.guard import ErrorGuardMiddleware
 from synth.server.rest.limits import BodyLimitMiddleware
 from synth.server.rest.schemas import Health
 from synth.service import SynthService
@@ -39,8 +41,9 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def create_app(service: SynthService, preload: Sequence[str] = ()) -> FastAPI:
-    """A FastAPI app serving `service`; `preload` names models to load at startup."""
+def create_app(service: SynthService, preload: Sequence[str] = (), access: AccessPolicy | None = None) -> FastAPI:
+    """A FastAPI app serving `service`; `preload` names models to load at startup; `access` holds the
+    API tokens (default: none, every call allowed)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +59,8 @@ def create_app(service: SynthService, preload: Sequence[str] = ()) -> FastAPI:
                               "train. Records use the proto3 JSON mapping with .proto field names.",
                   generate_unique_id_function=_operation_id)
     app.state.service = service
+    app.state.access = access or AccessPolicy()
+    app.add_middleware(ErrorGuardMiddleware)  # a bug is a 500 that keeps the connection (guard.py)
     app.add_middleware(BodyLimitMiddleware, max_bytes=service.limits.max_upload_bytes)
     _install_error_handlers(app)
     app.include_router(models.router)
@@ -73,7 +78,8 @@ def create_app(service: SynthService, preload: Sequence[str] = ()) -> FastAPI:
 
 def _respond(exc: BaseException) -> JSONResponse:
     error, wire = classify(exc)
-    return JSONResponse(error_json(error), status_code=wire.http)
+    headers = {"WWW-Authenticate": "Bearer"} if wire.http == 401 else None  # RFC 6750
+    return JSONResponse(error_json(error), status_code=wire.http, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
 from synth.server.rest import convert
-from synth.server.rest.deps import ServiceDep
+from synth.server.rest.deps import ReadCaller, ServiceDep, WriteCaller
 from synth.server.rest.models import ERRORS
 from synth.service import Job  # the contract's type: one Job shape for REST, gRPC and clients
 from synth.errors import SchemaError, Violation
@@ -19,6 +19,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 @router.post("", response_model=Job, status_code=status.HTTP_202_ACCEPTED)
 async def create_job(
     service: ServiceDep,
+    caller: WriteCaller,
     proto: Annotated[UploadFile, File(description=".proto file defining the record message")],
     message: Annotated[str, Form(description="record message name (full or short)")],
     data: Annotated[UploadFile, File(description="training data; format by extension: "
@@ -37,16 +38,17 @@ async def create_job(
                          data_filename=data.filename or "data", config=config_text, name=name or None,
                          proto_filename=proto.filename or "schema.proto")
     # Compiling the schema and parsing the data block: keep them off the event loop.
-    return convert.job_out(await run_in_threadpool(service.create_job, request))
+    return convert.job_out(await run_in_threadpool(service.create_job, request, caller))
 
 
 @router.get("/{job_id}", response_model=Job)
-def get_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
+def get_job(job_id: str, service: ServiceDep, _: ReadCaller) -> dict[str, Any]:
     """State, step, latest losses and progress (records/s, ETA)."""
     return convert.job_out(service.get_job(job_id))
 
 
 @router.post("/{job_id}:cancel", response_model=Job)
-def cancel_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
-    """Ask a job to stop; a queued job is cancelled at once, a running one at its next step."""
-    return convert.job_out(service.cancel_job(job_id))
+def cancel_job(job_id: str, service: ServiceDep, caller: WriteCaller) -> dict[str, Any]:
+    """Ask a job to stop; a queued job is cancelled at once, a running one at its next step.
+    Only the token that created the job, or an admin token, may cancel it."""
+    return convert.job_out(service.cancel_job(job_id, caller))

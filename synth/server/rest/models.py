@@ -9,21 +9,21 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
 
 from synth.server.errors import classify, error_json
 from synth.server.rest import convert
-from synth.server.rest.deps import ServiceDep
-from synth.server.rest.schemas import (DecodeIn, EncodeOut, ErrorResponse, InterpolateIn, InterpolateOut, ModelDetailOut,
+from synth.server.rest.deps import ServiceDep, read_access
+from synth.server.rest.schemas import (ModelName, DecodeIn, EncodeOut, ErrorResponse, InterpolateIn, InterpolateOut, ModelDetailOut,
                                  ModelList, RecordsIn, RecordsOut, SampleIn)
 
 NDJSON, CSV = "application/x-ndjson", "text/csv"
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 422, 500)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 500)
 }
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS, dependencies=[Depends(read_access)])
 
 
 @router.get("", response_model=ModelList)
@@ -33,7 +33,7 @@ def list_models(service: ServiceDep) -> dict[str, Any]:
 
 
 @router.get("/{name}", response_model=ModelDetailOut, response_model_by_alias=True)
-def get_model(name: str, service: ServiceDep) -> dict[str, Any]:
+def get_model(name: ModelName, service: ServiceDep) -> dict[str, Any]:
     """Schema (.proto text and message name), training config and summary, evaluation metrics."""
     return convert.model_detail_out(service.get_model(name))
 
@@ -41,7 +41,7 @@ def get_model(name: str, service: ServiceDep) -> dict[str, Any]:
 @router.post("/{name}:sample", response_model=RecordsOut, responses={200: {"content": {
     NDJSON: {"schema": {"type": "string"}, "example": '{"city":"Burlington"}\n'},
     CSV: {"schema": {"type": "string"}}}}})
-def sample(name: str, body: SampleIn, service: ServiceDep,
+def sample(name: ModelName, body: SampleIn, service: ServiceDep,
            accept: Annotated[str | None, Header()] = None) -> Any:
     """`n` fake records. `Accept: application/x-ndjson` streams one record per line (up to the
     stream limit); `Accept: text/csv` returns a CSV file."""
@@ -64,13 +64,13 @@ def _guarded(lines: Iterator[bytes]) -> Iterator[bytes]:
 
 
 @router.post("/{name}:encode", response_model=EncodeOut)
-def encode(name: str, body: RecordsIn, service: ServiceDep) -> dict[str, Any]:
+def encode(name: ModelName, body: RecordsIn, service: ServiceDep) -> dict[str, Any]:
     """Records -> latent mean and standard deviation."""
     return {"latents": [{"mean": l.mean, "std": l.std} for l in service.encode(name, body.records)]}
 
 
 @router.post("/{name}:decode", response_model=RecordsOut)
-def decode(name: str, body: DecodeIn, service: ServiceDep) -> dict[str, Any]:
+def decode(name: ModelName, body: DecodeIn, service: ServiceDep) -> dict[str, Any]:
     """Latent vectors (n x latent_dim) -> records."""
     records = service.decode(name, body.latents, temperature=body.temperature, greedy=body.greedy,
                              seed=body.seed)
@@ -78,13 +78,13 @@ def decode(name: str, body: DecodeIn, service: ServiceDep) -> dict[str, Any]:
 
 
 @router.post("/{name}:interpolate", response_model=InterpolateOut)
-def interpolate(name: str, body: InterpolateIn, service: ServiceDep) -> dict[str, Any]:
+def interpolate(name: ModelName, body: InterpolateIn, service: ServiceDep) -> dict[str, Any]:
     """Records along the latent path from `from` to `to` (both ends included)."""
     result = service.interpolate(name, body.from_, body.to, steps=body.steps, method=body.method)
     return {"records": convert.records_out(result.records), "latents": result.latents}
 
 
 @router.post("/{name}:reconstruct", response_model=RecordsOut)
-def reconstruct(name: str, body: RecordsIn, service: ServiceDep) -> dict[str, Any]:
+def reconstruct(name: ModelName, body: RecordsIn, service: ServiceDep) -> dict[str, Any]:
     """decode(encode(record)) for each record (greedy, so deterministic)."""
     return {"records": convert.records_out(service.reconstruct(name, body.records))}

@@ -7,14 +7,19 @@ transports instead of a FastAPI validation message.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from synth.service import Field as Field_
-from synth.service import GeoFields, ModelInfo
+from synth.service import NAME_RE, GeoFields, ModelInfo
 
 Record = dict[str, Any]
+# A model name in a path: the service's NAME_RE, in the OpenAPI too (the service also refuses "..",
+# which a regex without look-ahead, as pydantic's is, cannot say).
+NAME_PATTERN = NAME_RE.pattern
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="a served model's name")]
 
 
 class _Strict(BaseModel):

@@ -8,13 +8,13 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from synth.server import geo
-from synth.server.rest.deps import ServiceDep
+from synth.server.rest.deps import ServiceDep, read_access
 from synth.server.rest.models import ERRORS
-from synth.server.rest.schemas import InterpolateIn, MapIn
+from synth.server.rest.schemas import InterpolateIn, MapIn, ModelName
 from synth.errors import InvalidArgument, Violation
 from synth.service import to_dict
 from synth.service import GeoFields, SynthService
@@ -33,9 +33,9 @@ def make_router(page: str) -> APIRouter:
     def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @router.post("/v1/models/{name}:map", response_class=Response,
+    @router.post("/v1/models/{name}:map", response_class=Response, dependencies=[Depends(read_access)],
                  responses={200: {"content": {SVG: {"schema": {"type": "string"}}}}})
-    def map_svg(name: str, body: MapIn, service: ServiceDep) -> Response:
+    def map_svg(name: ModelName, body: MapIn, service: ServiceDep) -> Response:
         """An SVG map of records (or of `n` fresh samples) and an optional path, for lat/lon models."""
         fields = _geo(service, name)
         if body.records is None:
@@ -46,9 +46,9 @@ def make_router(page: str) -> APIRouter:
         svg = geo.render_svg(_points(samples, fields), _points(path, fields), body.width, body.height)
         return Response(svg, media_type=SVG)
 
-    @router.post("/v1/models/{name}:geojson", response_class=JSONResponse,
+    @router.post("/v1/models/{name}:geojson", response_class=JSONResponse, dependencies=[Depends(read_access)],
                  responses={200: {"content": {GEOJSON: {"schema": {"type": "object"}}}}})
-    def path_geojson(name: str, body: InterpolateIn, service: ServiceDep) -> JSONResponse:
+    def path_geojson(name: ModelName, body: InterpolateIn, service: ServiceDep) -> JSONResponse:
         """The interpolation from `from` to `to` as GeoJSON, with geodesic step distances (metres)."""
         fields = _geo(service, name)
         result = service.interpolate(name, body.from_, body.to, steps=body.steps, method=body.method)
