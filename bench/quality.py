@@ -305,13 +305,14 @@ def main() -> None:
     ap.add_argument("--rescore", action="store_true",
                     help="train nothing: score the saved generated records again with the current report")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--note", action="append", default=[], help="a line about how the run was made, for the doc")
     a = ap.parse_args()
     names = [n for n in a.datasets.split(",") if n]
     systems = [s for s in a.systems.split(",") if s]
     bad = [s for s in systems if s not in SYSTEMS]
     if bad:
         raise SystemExit(f"unknown system(s) {bad}; choose from {', '.join(SYSTEMS)}")
-    notes: list[str] = []
+    notes: list[str] = list(a.note)
     if not (a.collect or a.rescore) and any(s in PEERS for s in systems) and not PEER_PYTHON.exists():
         skipped = [s for s in systems if s in PEERS]
         msg = f"Peers skipped ({', '.join(skipped)}): .venv-peers is missing; `make peers` creates it."

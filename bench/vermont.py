@@ -35,6 +35,7 @@ from synth.eval.pvalue import fit_group_stats, pvalues  # noqa: E402
 from synth.eval.report import as_dicts, evaluate  # noqa: E402
 from synth.model import Model  # noqa: E402
 from synth.train import RunConfig, Trainer  # noqa: E402
+from synth.train.validation import split_validation  # noqa: E402
 
 REGIMES = ["beta_vae", "augmented", "multiscale", "best"]
 PAPER = {  # mean, median, stddev, Levenshtein/char (paper tables 1-3; 2M steps x 32 workers)
@@ -111,10 +112,14 @@ def run_regime(name: str, minutes: float, device: str, samples: int, out: Path) 
     run = RunConfig.from_file(ROOT / f"bench/configs/{name}.toml", device=device)
     run = dataclasses.replace(run, train=dataclasses.replace(run.train, time_budget_s=minutes * 60))
     train, test = benchmark_data()
+    # The validation split is held out before the model is compiled, as `synth train` does:
+    # the data-dependent choices, early stopping and the tuning after training see only it.
+    fit, validation, info = split_validation(train, run.train)
     torch.manual_seed(run.train.seed)
-    model = Model.create(PROTO, "Address", records=train, config=run.model)
+    model = Model.create(PROTO, "Address", records=fit, config=run.model)
     t0 = time.time()
-    result = Trainer(model, run.train, train, test, out_dir=out / name, progress=True, run_config=run).run()
+    result = Trainer(model, run.train, fit, test, out_dir=out / name, progress=True, run_config=run,
+                     validation_records=validation, validation_info=info).run()
     wall = time.time() - t0
     model = store.load(out / name, device=device)
     row = {"regime": name, "steps": result.step, "train_minutes": wall / 60, "hardware": hardware(device),
