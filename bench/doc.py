@@ -1,6 +1,8 @@
 """docs/benchmarks.md is assembled from marked blocks, each rewritten by the script that measures it."""
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs/benchmarks.md"
@@ -17,3 +19,16 @@ def replace_block(key: str, title: str, body: str, doc: Path = DOC) -> None:
     else:
         text = text.rstrip() + f"\n\n## {title}\n\n{block}\n"
     doc.write_text(text)
+
+
+def cpu_name() -> str:
+    """The processor and its core count, for the hardware line of every block."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench.datasets import NAMES, RUNS, get, prepare, read_jsonl  # noqa: E402
-from doc import replace_block  # noqa: E402
+from doc import cpu_name, replace_block  # noqa: E402
 
 SYSTEMS = ("protosynth", "gaussian_copula", "tvae", "ctgan", "mostlyai")
 PEERS = SYSTEMS[1:]
@@ -54,18 +53,6 @@ SYNTH = Path(sys.executable).parent / "synth"
 
 def log(msg: str) -> None:
     print(f"[quality {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def thread_env(threads: int) -> dict:
@@ -261,7 +248,7 @@ def write_doc(results: list[dict], names: list[str], command: str, a: argparse.N
     budgets = sorted({g.get("minutes") for g in gen if g.get("minutes") is not None}) or [a.minutes]
     body = "\n".join([
         f"Command: `{command}`  ",
-        f"Hardware: {hardware()}; wall-clock training budget per system and dataset: "
+        f"Hardware: {cpu_name()}; wall-clock training budget per system and dataset: "
         f"{' / '.join(f'{m:g}' for m in budgets)} min; torch threads per training process: "
         f"{', '.join(map(str, threads)) or a.threads}.  ",
         f"Seeds: split {a.split_seed}, sampling {a.sample_seed}, evaluation {a.eval_seed}.  ",

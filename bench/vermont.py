@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from doc import replace_block  # noqa: E402
+from doc import cpu_name, replace_block  # noqa: E402
 from synth import store  # noqa: E402
 from synth.datasets import vermont_split  # noqa: E402
 from synth.eval.memorization import record_copy_share  # noqa: E402
@@ -49,15 +47,7 @@ PROTO = ROOT / "protos/examples/address.proto"
 def hardware(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, torch {torch.get_num_threads()} threads"
 
 
 def benchmark_data() -> tuple[list[dict], list[dict]]:

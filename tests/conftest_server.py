@@ -94,12 +94,15 @@ class Servers:
         return SynthClient.grpc(self.grpc_target, timeout=60)
 
 
-def start_http(app: Any) -> tuple[str, Callable[[], None]]:
-    """Run `app` with uvicorn on a free loopback port in a thread; returns (url, stop)."""
+def start_http(app: Any, **config: Any) -> tuple[str, Callable[[], None]]:
+    """Run `app` with uvicorn on a free loopback port in a thread; returns (url, stop).
+
+    `config` goes to uvicorn (e.g. `ssl_certfile`/`ssl_keyfile`, which make the url https).
+    """
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -113,7 +116,23 @@ def start_http(app: Any) -> tuple[str, Callable[[], None]]:
         server.should_exit = True
         thread.join(10)
 
-    return f"http://127.0.0.1:{port}", stop
+    scheme = "https" if config.get("ssl_certfile") else "http"
+    return f"{scheme}://127.0.0.1:{port}", stop
+
+
+class BrokenService:
+    """A service whose every call hits a bug (with an internal detail in its text): clients must
+    get a generic 500 / INTERNAL, and the operator the detail in the log."""
+
+    SECRET = "secret internal detail /etc/passwd"
+
+    def __init__(self, real: Any):
+        self.limits, self.registry = real.limits, real.registry
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError(self.SECRET)
+        return fail
 
 
 def start_servers(models_dir: Path, limits: Any = None) -> Servers:
@@ -152,5 +171,5 @@ def client(request: pytest.FixtureRequest, servers: Servers) -> Any:
     c.close()
 
 
-__all__ = ["servers", "client", "Servers", "start_servers", "start_http", "build_models_dir",
+__all__ = ["servers", "client", "Servers", "start_servers", "start_http", "BrokenService", "build_models_dir",
            "place_records", "PLACE_PROTO", "CITIES", "MODEL", "ROOT", "CLIENT_DIR"]

@@ -10,16 +10,14 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 import httpx
 import pytest
 
-from conftest_server import MODEL, build_models_dir  # noqa: F401 - also puts the client on sys.path
+from conftest_server import MODEL, build_models_dir, start_http  # noqa: F401 - also puts the client on sys.path
 from synth.errors import ConfigError, PermissionDenied, Unauthenticated
 from synth.server.auth import AccessPolicy, bearer_token, parse_tokens
 from synth.server.settings import ServerSettings, load_settings, setting_flags
@@ -38,28 +36,9 @@ JOB_CONFIG = {"model": {"latent_dim": 8, "char_dim": 8},
 
 # ----------------------------------------------------------------------------- servers
 
-def _start_http(app: Any, **config: Any) -> tuple[int, Callable[[], None]]:
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **config))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(10)
-
-    return server.servers[0].sockets[0].getsockname()[1], stop
-
-
 def _self_signed(directory: Path) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
+        pytest.fail("openssl is needed to make a test certificate (Debian: apt-get install -y openssl)")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert),
@@ -77,8 +56,7 @@ class Pair:
 
         self.tls = tls
         ssl_options = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
-        http_port, self._stop_http = _start_http(create_app(service, access=policy), **ssl_options)
-        self.http_url = f"{'https' if tls else 'http'}://127.0.0.1:{http_port}"
+        self.http_url, self._stop_http = start_http(create_app(service, access=policy), **ssl_options)
         self._grpc, port = create_grpc_server(service, "127.0.0.1:0", max_workers=4, access=policy,
                                               tls=(tls[0].read_bytes(), tls[1].read_bytes()) if tls else None)
         self._grpc.start()

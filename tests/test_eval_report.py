@@ -120,7 +120,7 @@ def test_cli_evaluate_table_without_train(trained, capsys):
 
 def test_html_report_renders_in_headless_chromium(trained, tmp_path, capsys):
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` (apt-get install -y chromium); `make test` installs it")
     html_path, png = tmp_path / "r.html", tmp_path / "r.png"
     assert main(["evaluate", str(trained["model"]), "--data", str(trained["test"]), "--train", str(trained["train"]),
                  "--samples", "60", "--chains", "1", "--recon-rows", "10", "--html", str(html_path)]) == 0

@@ -18,7 +18,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from conftest_server import servers  # noqa: F401 - pytest fixture
-from conftest_server import MODEL, place_records, start_http
+from conftest_server import MODEL, BrokenService, place_records, start_http
 from synth_contract._proto import synthesizer_pb2 as pb
 from synth_contract._proto import synthesizer_pb2_grpc as pb_grpc
 
@@ -127,20 +127,10 @@ def test_schema_limits_are_configurable_and_protobuf_failures_are_schema_errors(
 
 # ----------------------------------------------------------------------------- REST bugs keep the connection
 
-class _Broken:
-    def __init__(self, real):
-        self.limits, self.registry = real.limits, real.registry
-
-    def __getattr__(self, name):
-        def fail(*args, **kwargs):
-            raise RuntimeError("a bug")
-        return fail
-
-
 def test_a_rest_500_keeps_the_keep_alive_connection(servers, caplog):
     from synth.server.rest.app import create_app
 
-    url, stop = start_http(create_app(_Broken(servers.service)))
+    url, stop = start_http(create_app(BrokenService(servers.service)))
     try:
         with httpx.Client(base_url=url, timeout=30) as c:
             ports = []

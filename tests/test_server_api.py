@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from conftest_server import client, servers  # noqa: F401,F811 - pytest fixtures
-from conftest_server import MODEL, place_records, start_http
+from conftest_server import MODEL, BrokenService, place_records, start_http
 from synth_contract._proto import synthesizer_pb2 as pb
 from synth_contract._proto import synthesizer_pb2_grpc as pb_grpc
 
@@ -221,23 +221,11 @@ def test_body_over_the_limit_is_413(servers):
     assert r.status_code == 413 and _rest_error(r)["code"] == "too_large"
 
 
-class _Broken:
-    """A service whose every call hits a bug: the clients must see no internals."""
-
-    def __init__(self, real):
-        self.limits, self.registry = real.limits, real.registry
-
-    def __getattr__(self, name):
-        def fail(*args, **kwargs):
-            raise RuntimeError("secret internal detail /etc/passwd")
-        return fail
-
-
 def test_internal_errors_are_generic_on_both_transports(servers, caplog):
     from synth.server.grpc.server import create_grpc_server
     from synth.server.rest.app import create_app
 
-    broken = _Broken(servers.service)
+    broken = BrokenService(servers.service)
     url, stop = start_http(create_app(broken))
     server, port = create_grpc_server(broken, "127.0.0.1:0")
     server.start()

@@ -187,6 +187,13 @@ def _checkpoint_step(out: Path) -> int:
     return json.loads(path.read_text())["step"] if path.exists() else 0
 
 
+def _assert_same_weights(a_dir: Path, b_dir: Path) -> None:
+    a, b = store.load(a_dir), store.load(b_dir)
+    assert list(a.vae.state_dict()) == list(b.vae.state_dict())
+    for (ka, va), (_, vb) in zip(a.vae.state_dict().items(), b.vae.state_dict().items()):
+        assert torch.equal(va, vb), ka
+
+
 def test_resume_after_kill_continues_from_the_checkpoint(tmp_path):
     proto, data, cfg = _write_inputs(tmp_path)
     out = tmp_path / "killed"
@@ -217,9 +224,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     subprocess.run(_train_cmd(proto, data, cfg, straight, 20), env=env, check=True, capture_output=True)
     subprocess.run(_train_cmd(proto, data, cfg, split, 10), env=env, check=True, capture_output=True)
     subprocess.run(_train_cmd(proto, data, cfg, split, 20, "--resume"), env=env, check=True, capture_output=True)
-    a, b = store.load(straight), store.load(split)
-    for (ka, va), (kb, vb) in zip(a.vae.state_dict().items(), b.vae.state_dict().items()):
-        assert torch.equal(va, vb), ka
+    _assert_same_weights(straight, split)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -261,6 +266,4 @@ def test_a_kill_between_the_checkpoint_renames_resumes_from_the_last_good_one(tm
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resuming from step 10" in done.stderr
-    a, b = store.load(straight), store.load(split)
-    for (ka, va), (kb, vb) in zip(a.vae.state_dict().items(), b.vae.state_dict().items()):
-        assert torch.equal(va, vb), ka
+    _assert_same_weights(straight, split)

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 import secrets
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -37,6 +38,8 @@ class SynthService:
     def __init__(self, registry: ModelRegistry, limits: Limits = Limits()):
         self.registry, self.limits = registry, limits
         self.jobs = JobManager(registry, limits)
+        # Input bounds per loaded model; a model the registry evicts drops its entry with it.
+        self._bounds_by_model: weakref.WeakKeyDictionary[Any, InputBounds] = weakref.WeakKeyDictionary()
 
     # -- models -------------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:
@@ -177,7 +180,12 @@ class SynthService:
                 for i, r in enumerate(records)]
 
     def _bounds(self, model: Any) -> InputBounds:
-        return InputBounds.of(model, self.limits.max_string_bytes, self.limits.number_range_sigmas)
+        """Computed once per loaded model (it walks the plan and reads module buffers)."""
+        bounds = self._bounds_by_model.get(model)
+        if bounds is None:
+            bounds = InputBounds.of(model, self.limits.max_string_bytes, self.limits.number_range_sigmas)
+            self._bounds_by_model[model] = bounds
+        return bounds
 
     def _checked(self, model: Any, message: Message, where: str) -> Message:
         self._bounds(model).check_record(to_dict(message), where)
