@@ -5,13 +5,13 @@ in `synth_contract.errors`, which the server and the torch-free client import
 too, so an error raised here is the same class a client catches. Classify by type,
 never by message text.
 """
-from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError,
+from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError, DeadlineExceeded,
                                    FailedPrecondition, InternalError, InvalidArgument, NotFound, PermissionDenied,
-                                   SchemaError, SynthError, TooLarge, Unauthenticated, Unavailable, VersionError,
+                                   ResourceExhausted, SchemaError, SynthError, TooLarge, Unauthenticated, Unavailable, VersionError,
                                    Violation)
 
 __all__ = [
     "AlreadyExists", "ArtifactError", "Cancelled", "ConfigError", "DataError", "FailedPrecondition",
-    "InternalError", "InvalidArgument", "NotFound", "PermissionDenied", "SchemaError", "SynthError", "TooLarge",
-    "Unauthenticated", "Unavailable", "VersionError", "Violation",
+    "InternalError", "InvalidArgument", "NotFound", "PermissionDenied", "ResourceExhausted", "SchemaError", "SynthError", "TooLarge",
+    "Unauthenticated", "Unavailable", "DeadlineExceeded", "VersionError", "Violation",
 ]

@@ -22,10 +22,10 @@ from safetensors.torch import load_file, save_file
 
 import synth
 from synth.configs import from_dict, to_dict
-from synth.errors import ArtifactError, ConfigError, NotFound, SchemaError, VersionError
+from synth.errors import AlreadyExists, ArtifactError, ConfigError, NotFound, SchemaError, VersionError
 from synth.fitstats import FitStats
 from synth.model import Model
-from synth.model_config import ModelConfig
+from synth.model_config import LEGACY, ModelConfig
 from synth.tokens import EOS, VOCAB
 from synth.plan import NumberNode, ScalarsNode, walk
 from synth.schema.loader import from_file_set
@@ -101,6 +101,8 @@ def save(model: Model, directory: str | Path) -> Path:
         manifest = manifest_of(model)
         manifest["weights_sha256"] = _sha256(tmp_weights)
         tmp_manifest.write_text(json.dumps(manifest, indent=1))
+        for tmp in (tmp_weights, tmp_manifest):  # on disk before the renames: a power cut leaves the
+            _fsync(tmp)                            # old artifact or the new one, never an empty file
         os.chmod(tmp_weights, 0o644)  # safetensors writes 0600; artifacts are shared and packaged
         os.replace(tmp_weights, directory / WEIGHTS)
         os.replace(tmp_manifest, directory / MANIFEST)
@@ -108,6 +110,44 @@ def save(model: Model, directory: str | Path) -> Path:
         tmp_weights.unlink(missing_ok=True)
         tmp_manifest.unlink(missing_ok=True)
     return directory
+
+
+def publish(staging: str | Path, target: str | Path) -> Path:
+    """Move a complete artifact (saved by `save` into `staging`) to `target` with one rename.
+
+    The artifact is checked first (its manifest reads), the rename is atomic on one
+    filesystem, and it fails rather than replace an existing `target`: a model
+    appears complete or not at all, and never over another one. Used to publish
+    trained jobs (synth.service.jobs).
+    """
+    staging, target = Path(staging), Path(target)
+    read_manifest(staging)  # ArtifactError when the artifact is incomplete
+    if target.exists():
+        raise AlreadyExists(f"a model named {target.name!r} already exists")
+    try:
+        os.rename(staging, target)  # atomic; refuses (ENOTEMPTY/EEXIST) if target appeared meanwhile
+    except OSError as e:
+        if target.exists():
+            raise AlreadyExists(f"a model named {target.name!r} already exists") from e
+        raise
+    _fsync(target.parent)
+    return target
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if path.is_file():  # a file that cannot reach the disk (ENOSPC, EIO) is a failed save
+            raise
+        del e
+    finally:
+        os.close(fd)
 
 
 def _sha256(path: Path) -> str:
@@ -142,7 +182,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Model:
     manifest = read_manifest(directory)
     try:
         schema = from_file_set(base64.b64decode(manifest["file_descriptor_set"]), manifest["message"])
-        config = from_dict(ModelConfig, manifest["model_config"])
+        config = from_dict(ModelConfig, {**LEGACY, **manifest["model_config"]})
         stats = FitStats(**manifest["fit_stats"])
     except (KeyError, TypeError, ValueError, SchemaError, ConfigError) as e:
         raise ArtifactError(f"{directory}: manifest is incomplete or invalid ({e})") from e

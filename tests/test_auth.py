@@ -7,6 +7,7 @@ is tried without a token, with a wrong one and with the right one.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import ssl
 import subprocess
@@ -239,6 +240,25 @@ def test_tls_servers_refuse_plaintext_and_unknown_certificates(secured):
         c.list_models()  # the system CAs do not trust the self-signed certificate
     with pytest.raises(httpx.TransportError):
         httpx.get(pair.http_url.replace("https://", "http://") + "/healthz", timeout=5)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_cli_client_verifies_the_server_with_tls_ca(secured, transport, capsys, tmp_path):
+    from synth.cli import main
+
+    pair = secured["tls"]
+    target = pair.http_url if transport == "rest" else pair.grpc_target
+    argv = ["sample", MODEL, "--server", target, "--token", ALICE, "-n", "3", "--seed", "1"]
+    assert main([*argv, "--tls-ca", str(pair.tls[0])]) == 0
+    assert len([json.loads(line) for line in capsys.readouterr().out.splitlines()]) == 3
+    assert main(argv) == 2  # REST: the system's CAs refuse it; gRPC: plaintext against a TLS port
+    assert "error:" in capsys.readouterr().err
+    if transport == "grpc":  # TLS with the system's CAs: the self-signed certificate is refused
+        assert main([*argv, "--tls"]) == 2
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    assert main([*argv, "--tls-ca", str(not_pem)]) == 2
+    assert "no PEM certificate" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- settings and policy

@@ -137,9 +137,10 @@ def test_cli_and_service_use_the_same_parser(tmp_path, capsys):
     """A bad run.toml: the same violations from `synth train --config` and a job upload."""
     from synth import cli
     from synth.service import jobs
+    from synth import run_config
     from synth.service.types import JobRequest, Limits
 
-    assert jobs.parse_run_config is parse_run_config
+    assert jobs.run_config_from_dict is run_config.run_config_from_dict
     cfg = tmp_path / "run.toml"
     cfg.write_text(BAD_TOML)
     proto = tmp_path / "t.proto"
@@ -151,7 +152,10 @@ def test_cli_and_service_use_the_same_parser(tmp_path, capsys):
     assert rc == 2
     cli_lines = {ln.strip()[2:] for ln in capsys.readouterr().err.splitlines() if ln.strip().startswith("- ")}
 
-    manager = jobs.JobManager(registry=None, limits=Limits())  # the config is checked before the registry
+    from synth.service import ModelRegistry
+
+    registry = ModelRegistry(tmp_path / "models", include_bundled=False)
+    manager = jobs.JobManager(registry=registry, limits=Limits())
     with pytest.raises(ConfigError) as e:
         manager.create(JobRequest(proto=proto.read_text(), message="T", data=data.read_bytes(),
                                   data_filename="d.jsonl", config=BAD_TOML))

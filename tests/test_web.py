@@ -156,3 +156,39 @@ def test_browser_samples_and_draws_the_interpolation(servers):
                         f"page errors: {errors}\nmap: {page.locator('#map').inner_html()[:2000]}")
         finally:
             browser.close()
+
+
+def test_browser_sends_the_api_token_from_the_token_field(servers):
+    """A server with API tokens: the page asks for one, keeps it in sessionStorage, sends it as a bearer."""
+    from synth.server.auth import AccessPolicy
+    from synth.server.rest.app import create_app
+
+    token = "web-page-token-0123456789abcdef"
+    url, stop = start_http(create_app(servers.service, access=AccessPolicy.from_tokens([(token, False)])))
+    sync_playwright = _browser()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page()
+                sent: list[str | None] = []
+                page.on("request", lambda req: sent.append(req.headers.get("authorization"))
+                        if "/v1/" in req.url else None)
+                page.goto(url + "/")
+                page.wait_for_function("document.getElementById('error').textContent.includes('unauthenticated')")
+                assert "token" in page.locator("#error").inner_text()
+                page.fill("#token", token)
+                page.locator("#token").dispatch_event("change")
+                page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
+                assert page.evaluate("sessionStorage.getItem('protosynth-token')") == token
+                page.fill("#n", "4")
+                page.click("#sample")
+                page.wait_for_function("document.querySelectorAll('#samples tbody tr').length === 4")
+                assert sent[0] is None and sent[-1] == f"Bearer {token}"
+                page.reload()  # the same tab: the token is still there, and used at once
+                page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
+                assert page.input_value("#token") == token and page.locator("#error").inner_text() == ""
+            finally:
+                browser.close()
+    finally:
+        stop()

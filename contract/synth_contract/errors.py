@@ -19,6 +19,7 @@ Torch-free, grpc-free and web-free: gRPC codes are named by their enum names
 | AlreadyExists      | already_exists       | 409  | ALREADY_EXISTS      | model or job name taken               |
 | FailedPrecondition | failed_precondition  | 409  | FAILED_PRECONDITION | wrong state (job already finished)    |
 | TooLarge           | too_large            | 413  | RESOURCE_EXHAUSTED  | over a server limit                   |
+| ResourceExhausted  | resource_exhausted   | 429  | RESOURCE_EXHAUSTED  | a quota is used up: retry later       |
 | Cancelled          | cancelled            | 409  | CANCELLED           | the operation was cancelled           |
 | Unauthenticated    | unauthenticated      | 401  | UNAUTHENTICATED     | no API token, or an unknown one       |
 | PermissionDenied   | permission_denied    | 403  | PERMISSION_DENIED   | a valid token that may not do this    |
@@ -26,6 +27,7 @@ Torch-free, grpc-free and web-free: gRPC codes are named by their enum names
 | VersionError       | incompatible_version | 500  | INTERNAL            | operator must fix it, not the client  |
 | InternalError      | internal             | 500  | INTERNAL            | a bug; generic message, logged        |
 | Unavailable        | unavailable          | 503  | UNAVAILABLE         | no server, or it timed out            |
+| DeadlineExceeded   | deadline_exceeded    | 504  | DEADLINE_EXCEEDED   | the server's deadline for the request passed |
 """
 from __future__ import annotations
 
@@ -122,6 +124,12 @@ class TooLarge(SynthError):
     code = "too_large"
 
 
+class ResourceExhausted(SynthError):
+    """A quota is used up for now (the job queue is full): the same request may succeed later."""
+
+    code = "resource_exhausted"
+
+
 class ArtifactError(SynthError):
     """A model artifact that is corrupt, incomplete or not ours."""
 
@@ -162,6 +170,12 @@ class Unavailable(SynthError):
     code = "unavailable"
 
 
+class DeadlineExceeded(SynthError):
+    """The server's own deadline for the request passed (`synth serve --request-timeout`)."""
+
+    code = "deadline_exceeded"
+
+
 class Wire(NamedTuple):
     http: int
     grpc: str  # a grpc.StatusCode name
@@ -177,18 +191,21 @@ WIRE: dict[type[SynthError], Wire] = {
     AlreadyExists: Wire(409, "ALREADY_EXISTS"),
     FailedPrecondition: Wire(409, "FAILED_PRECONDITION"),
     TooLarge: Wire(413, "RESOURCE_EXHAUSTED"),
+    ResourceExhausted: Wire(429, "RESOURCE_EXHAUSTED"),
     Cancelled: Wire(409, "CANCELLED"),
     Unauthenticated: Wire(401, "UNAUTHENTICATED"),
     PermissionDenied: Wire(403, "PERMISSION_DENIED"),
     ArtifactError: Wire(500, "INTERNAL"),
     Unavailable: Wire(503, "UNAVAILABLE"),
+    DeadlineExceeded: Wire(504, "DEADLINE_EXCEEDED"),
     SynthError: Wire(500, "INTERNAL"),
 }
 INTERNAL = WIRE[SynthError]
 
 ERROR_CLASSES: tuple[type[SynthError], ...] = (
     SchemaError, ConfigError, DataError, InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
-    TooLarge, ArtifactError, VersionError, Cancelled, Unauthenticated, PermissionDenied, InternalError, Unavailable)
+    TooLarge, ResourceExhausted, ArtifactError, VersionError, Cancelled, Unauthenticated, PermissionDenied, InternalError, Unavailable,
+    DeadlineExceeded)
 BY_CODE: dict[str, type[SynthError]] = {c.code: c for c in ERROR_CLASSES}
 
 

@@ -4,7 +4,7 @@ Tokens come from `--token-file` (one per line; `admin:<token>` marks an admin to
 blank lines and `#` comments are skipped) and `SYNTH_TOKEN` (one token, same syntax).
 With no token configured the server is open, as before. With tokens:
 
-- creating and cancelling jobs always needs a valid token;
+- creating and cancelling jobs, and deleting models, always need a valid token;
 - everything else under `/v1` (and the gRPC Synthesizer service) needs one unless
   `--public-read` is given; health, docs and the web page itself stay open;
 - a job may be cancelled only by the token that created it, or by an admin token

@@ -1,18 +1,23 @@
 """`synth serve`: the REST app and the gRPC server in one process, over one service.
 
 `serve(settings)` blocks until Ctrl-C (or SIGTERM, as `docker stop` sends), then
-stops both servers and cancels running jobs. Settings come from
+shuts down gracefully (`_shut_down`): both servers stop accepting work at once,
+in-flight requests get `shutdown_grace` seconds to finish, streams end cleanly at
+their next chunk, and running jobs are cancelled. Settings come from
 `synth.server.settings` (flags, `SYNTH_*` variables, defaults).
 """
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
 
+import grpc
 import uvicorn
 
+from synth.server.admission import Admission
 from synth.server.grpc.server import create_grpc_server
 from synth.server.rest.app import create_app
 from synth import store
@@ -30,13 +35,16 @@ def serve(settings: ServerSettings | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     access, tls = settings.access_policy(), settings.tls()
     registry = ModelRegistry(settings.models, device=settings.resolved_device())
-    service = SynthService(registry, settings.limits())
+    service = SynthService(registry, settings.limits(), settings.batching())
+    admission = settings.admission()  # one for both transports: the stream bounds count them together
     grpc_server, bound_grpc = create_grpc_server(
         service, f"{_grpc_host(host)}:{grpc_port}", max_workers=settings.grpc_workers, access=access,
-        tls=(tls[0].read_bytes(), tls[1].read_bytes()) if tls else None)
-    app = create_app(service, preload=sorted(store.bundled_models()), access=access)
+        tls=(tls[0].read_bytes(), tls[1].read_bytes()) if tls else None, admission=admission,
+        reserved_workers=settings.grpc_reserved_workers)
+    app = create_app(service, preload=sorted(store.bundled_models()), access=access, admission=admission)
     ssl = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
-    http = uvicorn.Server(uvicorn.Config(app, host=host, port=http_port, log_level="info", **ssl))
+    http = uvicorn.Server(uvicorn.Config(app, host=host, port=http_port, log_level="info",
+                                         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace), **ssl))
     http_thread = threading.Thread(target=http.run, name="synth-http", daemon=True)
 
     stop = threading.Event()
@@ -56,13 +64,32 @@ def serve(settings: ServerSettings | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        print("shutting down...", flush=True)
-        http.should_exit = True
-        grpc_server.stop(grace=5).wait(10)
-        service.close()
-        http_thread.join(10)
+        print(f"shutting down (grace {settings.shutdown_grace:g} s)...", flush=True)
+        _shut_down(settings.shutdown_grace, admission, http, http_thread, grpc_server, service)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _shut_down(grace: float, admission: Admission, http: uvicorn.Server, http_thread: threading.Thread,
+               grpc_server: grpc.Server, service: SynthService) -> None:
+    """Stop taking work on both servers at once, then give in-flight requests `grace` seconds.
+
+    New REST connections are refused (uvicorn closes its sockets) and new RPCs get
+    UNAVAILABLE (grpc's `stop`); running streams end at their next chunk with
+    UNAVAILABLE or a last `{"error": {"code": "unavailable"}}` line; unary requests
+    finish. Whatever still runs after `grace` is cancelled. Then the service closes
+    (running jobs are cancelled, the model thread stops): not before, since in-flight
+    requests still use it.
+    """
+    admission.drain()
+    http.should_exit = True
+    stopped = grpc_server.stop(grace)
+    deadline = time.monotonic() + grace
+    stopped.wait(max(0.0, deadline - time.monotonic()))
+    http_thread.join(max(0.0, deadline - time.monotonic()) + 1.0)  # uvicorn rounds the grace up to seconds
+    closing = threading.Thread(target=service.close, name="synth-close", daemon=True)
+    closing.start()
+    closing.join(max(1.0, deadline - time.monotonic()))
 
 
 def _grpc_host(host: str) -> str:

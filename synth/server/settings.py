@@ -14,7 +14,9 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synth.errors import ConfigError, Violation
+from synth.server.admission import Admission
 from synth.server.auth import AccessPolicy
+from synth.service.batcher import BatchConfig
 from synth.service.types import Limits
 
 ENV_PREFIX = "SYNTH_"
@@ -30,7 +32,29 @@ class ServerSettings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535, description="REST port (0: any free port)")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where models run (auto: cuda if present)")
-    grpc_workers: int = Field(16, ge=1, le=1024, description="gRPC worker threads (each long stream holds one)")
+    # The model thread and micro-batching (synth/service/batcher.py, docs/service.md).
+    batch_window_ms: float = Field(BatchConfig.window_ms, ge=0, le=1000,
+                                   description="how long a small sample request waits to be merged with others "
+                                               "(ms; 0: never merge)")
+    batch_max_rows: int = Field(BatchConfig.max_rows, ge=1, le=1024,
+                                description="records in one merged model call")
+    model_threads: int = Field(BatchConfig.threads, ge=0, le=1024,
+                               description="torch intra-op threads of the model thread (0: torch's default, "
+                                           "one per core)")
+    grpc_workers: int = Field(64, ge=2, le=1024, description="gRPC worker threads (each long stream holds one)")
+    # Availability under load (synth/server/admission.py, docs/reliability.md).
+    grpc_reserved_workers: int = Field(4, ge=1, le=256, description="gRPC threads kept free of Synthesizer calls, "
+                                                                  "for health and reflection")
+    max_streams: int = Field(48, ge=1, le=100_000, description="streams (gRPC Sample/WatchJob, REST NDJSON) at "
+                                                               "once; more get 429 / RESOURCE_EXHAUSTED")
+    max_streams_per_client: int = Field(16, ge=1, le=100_000, description="streams at once per client (its API "
+                                                                          "token, else its IP address)")
+    request_timeout: float = Field(60.0, gt=0, le=86_400, description="seconds a request may take before "
+                                                                     "504 / DEADLINE_EXCEEDED")
+    stream_timeout: float = Field(3600.0, gt=0, le=604_800, description="seconds a sample stream may take "
+                                                                       "(checked between chunks)")
+    shutdown_grace: float = Field(10.0, ge=0, le=3600, description="seconds in-flight requests get to finish "
+                                                                  "after SIGTERM")
     # Request limits (synth.service.Limits): a request beyond one gets 413 / RESOURCE_EXHAUSTED.
     max_sample: int = Field(Limits.max_sample, ge=1, description="records in one non-streamed sample")
     max_sample_stream: int = Field(Limits.max_sample_stream, ge=1, description="records in one streamed sample")
@@ -49,6 +73,29 @@ class ServerSettings(BaseSettings):
                                    description="fields in an uploaded schema (all message types it reaches)")
     max_schema_depth: int = Field(Limits.max_schema_depth, ge=1, le=200,
                                   description="nesting of message types in an uploaded schema")
+    # Training jobs (docs/service.md "Jobs"): maxima of an upload's run.toml (400 above them), the
+    # queue (429 when full) and the worker process that trains each job.
+    max_job_batch_size: int = Field(Limits.max_job_batch_size, ge=1,
+                                    description="largest train.batch_size (and augment.n_augmented) of a job")
+    max_job_latent_dim: int = Field(Limits.max_job_latent_dim, ge=1,
+                                    description="largest model.latent_dim (and char_dim) of a job")
+    max_job_string_len: int = Field(Limits.max_job_string_len, ge=1, description="largest model.max_string_len")
+    max_job_sequence_len: int = Field(Limits.max_job_sequence_len, ge=1,
+                                      description="largest model.max_sequence_len")
+    max_job_levels: int = Field(Limits.max_job_levels, ge=1,
+                                description="largest model.n_levels, std_layers and max_recursion")
+    max_job_prior_components: int = Field(Limits.max_job_prior_components, ge=0,
+                                          description="largest model.latent_prior_components (and tune candidate)")
+    max_job_eval_records: int = Field(Limits.max_job_eval_records, ge=1,
+                                      description="largest train.eval_records, validation_max_records, tune.samples")
+    max_queued_jobs: int = Field(Limits.max_queued_jobs, ge=1, description="jobs waiting to run, all clients")
+    max_queued_jobs_per_client: int = Field(Limits.max_queued_jobs_per_client, ge=1,
+                                            description="jobs waiting to run per API token (anonymous: one client)")
+    job_workers: int = Field(Limits.job_workers, ge=1, le=64, description="jobs trained at once (one process each)")
+    job_threads: int = Field(Limits.job_threads, ge=1, le=256, description="torch threads of a training process")
+    job_memory_mb: int = Field(Limits.job_memory_mb, ge=0,
+                               description="address-space limit of a training process in MB (0: none)")
+    job_timeout_s: float = Field(Limits.job_timeout_s, ge=0, description="wall time of one job in seconds (0: none)")
     # Access control and TLS (docs/service.md): no token and no TLS unless given.
     token_file: Path | None = Field(None, description="file of API tokens, one per line; admin:<token> marks an "
                                                       "admin token (may cancel any job)")
@@ -59,6 +106,13 @@ class ServerSettings(BaseSettings):
     tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS and gRPC over TLS "
                                                     "(with --tls-key)")
     tls_key: Path | None = Field(None, description="PEM private key for --tls-cert")
+
+    def admission(self) -> Admission:
+        """Stream bounds and deadlines, shared by the REST app and the gRPC server."""
+        return Admission(self.max_streams, self.max_streams_per_client, self.request_timeout, self.stream_timeout)
+
+    def batching(self) -> BatchConfig:
+        return BatchConfig(self.batch_window_ms, self.batch_max_rows, self.model_threads)
 
     def limits(self) -> Limits:
         return Limits(**{name: getattr(self, name) for name in Limits.__dataclass_fields__})
@@ -75,6 +129,13 @@ class ServerSettings(BaseSettings):
     def check(self) -> None:
         """Checks across settings and files, all reported at once (ConfigError)."""
         problems = []
+        if self.grpc_reserved_workers >= self.grpc_workers:
+            problems.append(Violation("grpc_reserved_workers", f"must be below grpc_workers ({self.grpc_workers}): "
+                                                               "the others serve requests"))
+        elif self.max_streams >= self.grpc_workers - self.grpc_reserved_workers:
+            problems.append(Violation("max_streams", f"must be below grpc_workers - grpc_reserved_workers "
+                                                     f"({self.grpc_workers - self.grpc_reserved_workers}), so that "
+                                                     "unary calls keep workers while every stream runs"))
         if (self.tls_cert is None) != (self.tls_key is None):
             missing = "tls_key" if self.tls_key is None else "tls_cert"
             problems.append(Violation(missing, "--tls-cert and --tls-key go together: give both or neither"))

@@ -11,7 +11,8 @@ This package uses torch (through `Model`) but no web framework: nothing here
 imports FastAPI or grpc. All methods block; async callers run them in a threadpool.
 
 One concept per module: `types` (the dataclasses), `registry` (models by name),
-`jobs` (training jobs), `core` (`SynthService`). Import from `synth.service`.
+`jobs` (training jobs; with `job_checks`, `job_store` and `worker`, the process that trains
+one), `core` (`SynthService`). Import from `synth.service`.
 """
 from synth.records import to_dict  # records -> JSON dicts, for the adapters
 from synth.service.core import MAX_SEED, SynthService

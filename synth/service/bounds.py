@@ -93,9 +93,10 @@ def _ranges(model: Any, node: Any, sigmas: float) -> dict[str, tuple[float, floa
 
 
 def _clean(path: str) -> str:
-    """Plan paths carry markers (`#floats`, `[]`); `where` and records use plain dotted field paths."""
-    parts = [p.replace("[]", "") for p in path.split(".") if p and not p.startswith("#")]
-    return ".".join(parts)
+    """Plan paths carry markers (`#floats`, `city#other`, `[]`); `where` and records use plain dotted
+    field paths."""
+    parts = (p.split("#", 1)[0].replace("[]", "") for p in path.split("."))
+    return ".".join(p for p in parts if p)
 
 
 def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:

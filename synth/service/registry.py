@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import collections
 import logging
+import os
+import shutil
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +176,29 @@ class ModelRegistry:
                 with self._lock:
                     self._evict()
             return entry.model
+
+    def delete(self, name: str) -> Path:
+        """Remove a model of the models directory (NotFound; FailedPrecondition for a bundled one).
+
+        The folder is renamed away first (`.deleted-<name>-*`, one atomic step: the model is
+        gone from listings at once), then removed; a crash in between leaves a hidden folder
+        that the next start removes (synth.service.job_store). Returns the path it had."""
+        found = self._locate(check_name(name))
+        if found is None:
+            raise NotFound(f"no model named {name!r}", [Violation("name", "unknown model")], available=self.names())
+        path, source = found
+        if source != "local" or self.models_dir is None:
+            raise FailedPrecondition(f"{name!r} is a bundled model; only models of the models directory can be "
+                                     "deleted", [Violation("name", "a bundled model")])
+        grave = self.models_dir / f".deleted-{name}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, grave)
+        except FileNotFoundError:  # deleted by a concurrent request
+            raise NotFound(f"no model named {name!r}", [Violation("name", "unknown model")]) from None
+        with self._lock:
+            self._entries.pop(name, None)
+        shutil.rmtree(grave, ignore_errors=True)
+        return path
 
     def target_dir(self, name: str) -> Path:
         """Where a newly trained model called `name` is saved."""

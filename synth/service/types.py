@@ -45,6 +45,22 @@ class Limits:
     # Uploaded schemas (training jobs): checked before protobuf builds any class.
     max_schema_fields: int = 2_000  # fields of all message types the record message reaches
     max_schema_depth: int = 32  # longest chain of distinct nested message types
+    # Training jobs (synth.service.jobs, docs/service.md "Jobs"): settings of an upload past these
+    # maxima are refused at submit time (synth.service.job_checks), before any data is parsed.
+    max_job_batch_size: int = 4096  # train.batch_size, train.augment.n_augmented
+    max_job_latent_dim: int = 1024  # model.latent_dim, model.char_dim
+    max_job_string_len: int = 4096  # model.max_string_len (bytes)
+    max_job_sequence_len: int = 1024  # model.max_sequence_len
+    max_job_levels: int = 16  # model.n_levels, model.std_layers, model.max_recursion
+    max_job_prior_components: int = 4096  # model.latent_prior_components, train.tune.prior_candidates
+    max_job_eval_records: int = 100_000  # train.eval_records, validation_max_records, tune.samples
+    # The job queue and the training worker process.
+    max_queued_jobs: int = 32  # queued (not yet running) jobs, all callers together
+    max_queued_jobs_per_client: int = 4  # queued jobs of one API token (anonymous callers share one)
+    job_workers: int = 1  # jobs trained at the same time, each in its own process
+    job_threads: int = 1  # torch threads of a training process
+    job_memory_mb: int = 4096  # address-space limit of a training process (0: none)
+    job_timeout_s: float = 6 * 3600.0  # wall time of one job, queue excluded (0: none)
 
 
 # ----------------------------------------------------------------------------- results

@@ -12,9 +12,9 @@ from importlib import metadata as _metadata
 from typing import Any
 
 from synth_client.base import SynthClient
-from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError,
+from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError, DeadlineExceeded,
                                    FailedPrecondition, InternalError, InvalidArgument, NotFound, PermissionDenied,
-                                   SchemaError, SynthError, TooLarge, Unauthenticated, Unavailable, VersionError,
+                                   ResourceExhausted, SchemaError, SynthError, TooLarge, Unauthenticated, Unavailable, VersionError,
                                    Violation)
 from synth_contract.results import (Field, GeoFields, Interpolation, Job, JobError, Latent, ModelDetail,
                                     ModelInfo)
@@ -46,7 +46,7 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
 
 __all__ = [
     "SynthClient", "SynthError", "SchemaError", "ConfigError", "DataError", "InvalidArgument", "NotFound",
-    "AlreadyExists", "FailedPrecondition", "TooLarge", "ArtifactError", "VersionError", "Cancelled",
-    "Unauthenticated", "PermissionDenied", "InternalError", "Unavailable", "Violation", "Field", "GeoFields", "ModelInfo", "ModelDetail", "Latent",
+    "AlreadyExists", "FailedPrecondition", "TooLarge", "ResourceExhausted", "ArtifactError", "VersionError", "Cancelled",
+    "Unauthenticated", "PermissionDenied", "InternalError", "Unavailable", "DeadlineExceeded", "Violation", "Field", "GeoFields", "ModelInfo", "ModelDetail", "Latent",
     "Interpolation", "Job", "JobError",
 ]

@@ -35,6 +35,11 @@ class SynthClient(abc.ABC):
     @abc.abstractmethod
     def get_model(self, name: str) -> ModelDetail: ...
 
+    @abc.abstractmethod
+    def delete_model(self, name: str) -> ModelInfo:
+        """Delete a model of the server's models directory (not a bundled one); returns what it was.
+        With tokens: the token whose job trained it, or an admin token."""
+
     # -- inference ------------------------------------------------------------------
     def sample(self, model: str, n: int, seed: int | None = None, temperature: float | None = None,
                where: Mapping[str, Any] | None = None, greedy: bool = False) -> list[Record]:
@@ -88,6 +93,11 @@ class SynthClient(abc.ABC):
 
     @abc.abstractmethod
     def cancel_job(self, job_id: str) -> Job: ...
+
+    @abc.abstractmethod
+    def list_jobs(self) -> list[Job]:
+        """Your jobs, newest first (with an admin token: every job); jobs that a server restart
+        interrupted are listed as failed."""
 
     def wait_job(self, job_id: str, timeout: float | None = None,
                  on_progress: Callable[[Job], None] | None = None, poll_s: float = 0.5) -> Job:

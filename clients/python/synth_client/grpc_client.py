@@ -58,6 +58,9 @@ class GrpcClient(SynthClient):
         d = self._call(self._stub.GetModel, pb.GetModelRequest(name=name))
         return model_detail_from_pb(d)
 
+    def delete_model(self, name: str) -> ModelInfo:
+        return model_info_from_pb(self._call(self._stub.DeleteModel, pb.DeleteModelRequest(name=name)))
+
     # -- inference ------------------------------------------------------------------------
     def iter_sample(self, model: str, n: int, seed: int | None = None, temperature: float | None = None,
                     where: Mapping[str, Any] | None = None, greedy: bool = False,
@@ -113,6 +116,9 @@ class GrpcClient(SynthClient):
 
     def cancel_job(self, job_id: str) -> Job:
         return job_from_pb(self._call(self._stub.CancelJob, pb.CancelJobRequest(id=job_id)))
+
+    def list_jobs(self) -> list[Job]:
+        return [job_from_pb(j) for j in self._call(self._stub.ListJobs, pb.ListJobsRequest()).jobs]
 
     def wait_job(self, job_id: str, timeout: float | None = None,
                  on_progress: Callable[[Job], None] | None = None, poll_s: float = 0.5) -> Job:

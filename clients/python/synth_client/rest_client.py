@@ -51,6 +51,9 @@ class RestClient(SynthClient):
         d = self._request("GET", self._model_path(name)).json()
         return model_detail_from_json(d)
 
+    def delete_model(self, name: str) -> ModelInfo:
+        return model_info_from_json(self._request("DELETE", self._model_path(name)).json())
+
     # -- inference ------------------------------------------------------------------------
     def iter_sample(self, model: str, n: int, seed: int | None = None, temperature: float | None = None,
                     where: Mapping[str, Any] | None = None, greedy: bool = False) -> Iterator[Record]:
@@ -105,6 +108,9 @@ class RestClient(SynthClient):
 
     def cancel_job(self, job_id: str) -> Job:
         return job_from_json(self._request("POST", f"/v1/jobs/{_quote(job_id)}:cancel").json())
+
+    def list_jobs(self) -> list[Job]:
+        return [job_from_json(j) for j in self._request("GET", "/v1/jobs").json()["jobs"]]
 
 
 def _quote(segment: str) -> str:

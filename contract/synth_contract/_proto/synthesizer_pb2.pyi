@@ -98,6 +98,12 @@ class GetModelRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class DeleteModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class ModelDetail(_message.Message):
     __slots__ = ("info", "proto", "file_descriptor_set", "model_config", "train_config", "summary", "metrics")
     INFO_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +263,16 @@ class CancelJobRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("step", "steps", "loss", "kl", "beta", "records_per_s", "eta_s")

@@ -89,6 +89,16 @@ class SynthesizerStub:
                 request_serializer=synth_dot_v1_dot_synthesizer__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=synth_dot_v1_dot_synthesizer__pb2.Job.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/synth.v1.Synthesizer/ListJobs',
+                request_serializer=synth_dot_v1_dot_synthesizer__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=synth_dot_v1_dot_synthesizer__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.DeleteModel = channel.unary_unary(
+                '/synth.v1.Synthesizer/DeleteModel',
+                request_serializer=synth_dot_v1_dot_synthesizer__pb2.DeleteModelRequest.SerializeToString,
+                response_deserializer=synth_dot_v1_dot_synthesizer__pb2.ModelInfo.FromString,
+                _registered_method=True)
 
 
 class SynthesizerServicer:
@@ -169,6 +179,21 @@ class SynthesizerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """The caller's jobs (an admin token: every job), newest first, including jobs that a
+        server restart interrupted (reported as FAILED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteModel(self, request, context):
+        """Delete a model of the models directory (not a bundled one); returns what it was.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SynthesizerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -226,6 +251,16 @@ def add_SynthesizerServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=synth_dot_v1_dot_synthesizer__pb2.CancelJobRequest.FromString,
                     response_serializer=synth_dot_v1_dot_synthesizer__pb2.Job.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=synth_dot_v1_dot_synthesizer__pb2.ListJobsRequest.FromString,
+                    response_serializer=synth_dot_v1_dot_synthesizer__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'DeleteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModel,
+                    request_deserializer=synth_dot_v1_dot_synthesizer__pb2.DeleteModelRequest.FromString,
+                    response_serializer=synth_dot_v1_dot_synthesizer__pb2.ModelInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -525,6 +560,60 @@ class Synthesizer:
             '/synth.v1.Synthesizer/CancelJob',
             synth_dot_v1_dot_synthesizer__pb2.CancelJobRequest.SerializeToString,
             synth_dot_v1_dot_synthesizer__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synth.v1.Synthesizer/ListJobs',
+            synth_dot_v1_dot_synthesizer__pb2.ListJobsRequest.SerializeToString,
+            synth_dot_v1_dot_synthesizer__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synth.v1.Synthesizer/DeleteModel',
+            synth_dot_v1_dot_synthesizer__pb2.DeleteModelRequest.SerializeToString,
+            synth_dot_v1_dot_synthesizer__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,7 +1,7 @@
 """API tokens over gRPC: `authorization: Bearer <token>` metadata (docs/service.md, "Access control and TLS").
 
-The same rule as REST (`synth.server.auth.AccessPolicy`): CreateJob and CancelJob
-always need a valid token when the server has tokens; the other Synthesizer methods
+The same rule as REST (`synth.server.auth.AccessPolicy`): CreateJob, CancelJob and
+DeleteModel always need a valid token when the server has tokens; the other Synthesizer methods
 need one unless `public_read`; health and reflection stay open. A refusal is raised
 as the contract's Unauthenticated, which `ExceptionToStatusInterceptor` (outside this
 one) turns into the rich UNAUTHENTICATED status, so clients get the same class as over
@@ -19,7 +19,7 @@ from synth.server.auth import AccessPolicy, bearer_token
 from synth.service import Caller
 
 SERVICE_PREFIX = "/synth.v1.Synthesizer/"
-WRITE_METHODS = frozenset({"CreateJob", "CancelJob"})
+WRITE_METHODS = frozenset({"CreateJob", "CancelJob", "DeleteModel"})
 
 _CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("synth_grpc_caller", default=None)
 
@@ -73,7 +73,12 @@ def _unary(fn: Callable[[Any, Any], Any], authenticate: Callable[[], Caller | No
 def _streaming(fn: Callable[[Any, Any], Iterator[Any]], authenticate: Callable[[], Caller | None]
                ) -> Callable[[Any, Any], Iterator[Any]]:
     def wrapped(request: Any, context: Any) -> Iterator[Any]:
-        authenticate()  # the streams (Sample, WatchJob) are reads: they need no caller
-        yield from fn(request, context)
+        # The streams (Sample, WatchJob) are reads; the caller is set for the stream bounds per client
+        # (synth/server/grpc/admission.py). The pool thread serves this stream alone until it ends.
+        _CALLER.set(authenticate())
+        try:
+            yield from fn(request, context)
+        finally:
+            _CALLER.set(None)  # not reset(token): a generator may be closed from another context
 
     return wrapped

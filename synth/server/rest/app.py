@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -21,9 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import synth
 from synth.errors import InvalidArgument, SynthError, Violation
+from synth.server.admission import Admission
 from synth.server.auth import AccessPolicy
 from synth.server.errors import classify, error_json
-from synth.server.rest import jobs, models, web
+from synth.server.rest import jobs, models, openapi, web
+from synth.server.rest.deadline import DeadlineMiddleware
 from synth.server.rest.guard import ErrorGuardMiddleware
 from synth.server.rest.limits import BodyLimitMiddleware
 from synth.server.rest.schemas import Health
@@ -41,9 +44,11 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def create_app(service: SynthService, preload: Sequence[str] = (), access: AccessPolicy | None = None) -> FastAPI:
+def create_app(service: SynthService, preload: Sequence[str] = (), access: AccessPolicy | None = None,
+               admission: Admission | None = None) -> FastAPI:
     """A FastAPI app serving `service`; `preload` names models to load at startup; `access` holds the
-    API tokens (default: none, every call allowed)."""
+    API tokens (default: none, every call allowed); `admission` bounds streams and sets deadlines
+    (shared with the gRPC server in `synth serve`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,25 +65,36 @@ def create_app(service: SynthService, preload: Sequence[str] = (), access: Acces
                   generate_unique_id_function=_operation_id)
     app.state.service = service
     app.state.access = access or AccessPolicy()
+    app.state.admission = admission = admission or Admission()
     app.add_middleware(ErrorGuardMiddleware)  # a bug is a 500 that keeps the connection (guard.py)
     app.add_middleware(BodyLimitMiddleware, max_bytes=service.limits.max_upload_bytes)
+    app.add_middleware(DeadlineMiddleware, admission=admission)  # 504 at the deadline (deadline.py)
     _install_error_handlers(app)
     app.include_router(models.router)
     app.include_router(jobs.router)
     app.include_router(web.make_router(web.page_html()))
 
+    health_threads: list[anyio.CapacityLimiter] = []
+
     @app.get("/healthz", response_model=Health, tags=["health"])
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         """Liveness: the process answers; `models` counts the healthy models, `broken` names the others."""
-        healthy, broken = service.health()
+        # Its own two threads, not the shared threadpool: under load every token of that one may be
+        # held by model calls, and a health check must not queue behind them.
+        if not health_threads:
+            health_threads.append(anyio.CapacityLimiter(2))
+        healthy, broken = await anyio.to_thread.run_sync(service.health, limiter=health_threads[0])
         return {"status": "ok", "models": len(healthy), "broken": broken}
 
+    openapi.state_limits(app, service.limits)
     return app
 
 
 def _respond(exc: BaseException) -> JSONResponse:
     error, wire = classify(exc)
     headers = {"WWW-Authenticate": "Bearer"} if wire.http == 401 else None  # RFC 6750
+    if wire.http in (429, 503):
+        headers = {"Retry-After": "1"}  # a busy or draining server: the same request may succeed soon
     return JSONResponse(error_json(error), status_code=wire.http, headers=headers)
 
 

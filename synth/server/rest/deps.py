@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from synth.server.admission import Admission
 from synth.server.auth import AccessPolicy
 from synth.service import Caller, SynthService
 
@@ -18,6 +19,14 @@ def get_service(request: Request) -> SynthService:
 
 
 ServiceDep = Annotated[SynthService, Depends(get_service)]
+
+
+def get_admission(request: Request) -> Admission:
+    """Stream bounds, deadlines and draining of this app (`create_app(admission=...)`)."""
+    return request.app.state.admission
+
+
+AdmissionDep = Annotated[Admission, Depends(get_admission)]
 
 # auto_error=False: a missing token is decided by the policy (public reads), and reported as our
 # Unauthenticated (401 with `WWW-Authenticate: Bearer`), not FastAPI's 403.

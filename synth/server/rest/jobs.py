@@ -1,6 +1,7 @@
 """`/v1/jobs`: train a model from an uploaded schema and data file, watch it, cancel it."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile, status
@@ -9,11 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 from synth.server.rest import convert
 from synth.server.rest.deps import ReadCaller, ServiceDep, WriteCaller
 from synth.server.rest.models import ERRORS
+from synth.server.rest.schemas import ErrorResponse
 from synth.service import Job  # the contract's type: one Job shape for REST, gRPC and clients
 from synth.errors import SchemaError, Violation
 from synth.service import JobRequest
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
+# 429: the job queue is full (ResourceExhausted)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses={**ERRORS, 429: {"model": ErrorResponse}})
 
 
 @router.post("", response_model=Job, status_code=status.HTTP_202_ACCEPTED)
@@ -39,6 +42,18 @@ async def create_job(
                          proto_filename=proto.filename or "schema.proto")
     # Compiling the schema and parsing the data block: keep them off the event loop.
     return convert.job_out(await run_in_threadpool(service.create_job, request, caller))
+
+
+@dataclass
+class JobList:
+    jobs: list[Job]  # newest first
+
+
+@router.get("", response_model=JobList)
+def list_jobs(service: ServiceDep, caller: ReadCaller) -> dict[str, Any]:
+    """Your jobs, newest first (an admin token: every job), finished ones included up to the server's
+    `jobs_kept`; jobs that a server restart interrupted are listed as failed."""
+    return {"jobs": [convert.job_out(j) for j in service.list_jobs(caller)]}
 
 
 @router.get("/{job_id}", response_model=Job)

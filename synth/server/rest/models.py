@@ -5,16 +5,16 @@ model calls never stall the event loop (fastapi-best-practices, "Async Routes").
 """
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response, StreamingResponse
 
-from synth.server.errors import classify, error_json
+from synth.server.admission import client_key
+from synth.service import ModelInfo  # the contract's type
 from synth.server.rest import convert
-from synth.server.rest.deps import ServiceDep, read_access
+from synth.server.rest.deps import AdmissionDep, ReadCaller, ServiceDep, WriteCaller, read_access
+from synth.server.rest.streaming import guarded_lines
 from synth.server.rest.schemas import (ModelName, DecodeIn, EncodeOut, ErrorResponse, InterpolateIn, InterpolateOut, ModelDetailOut,
                                  ModelList, RecordsIn, RecordsOut, SampleIn)
 
@@ -38,29 +38,36 @@ def get_model(name: ModelName, service: ServiceDep) -> dict[str, Any]:
     return convert.model_detail_out(service.get_model(name))
 
 
+@router.delete("/{name}", response_model=ModelInfo)
+def delete_model(name: ModelName, service: ServiceDep, caller: WriteCaller) -> dict[str, Any]:
+    """Delete a model of the server's models directory (not a bundled one); returns what it was.
+    Needs a token when the server has tokens: the one whose job trained the model, or an admin token."""
+    return convert.model_out(service.delete_model(name, caller))
+
+
 @router.post("/{name}:sample", response_model=RecordsOut, responses={200: {"content": {
     NDJSON: {"schema": {"type": "string"}, "example": '{"city":"Burlington"}\n'},
     CSV: {"schema": {"type": "string"}}}}})
-def sample(name: ModelName, body: SampleIn, service: ServiceDep,
-           accept: Annotated[str | None, Header()] = None) -> Any:
+def sample(name: ModelName, body: SampleIn, service: ServiceDep, admission: AdmissionDep, caller: ReadCaller,
+           request: Request, accept: Annotated[str | None, Header()] = None) -> Any:
     """`n` fake records. `Accept: application/x-ndjson` streams one record per line (up to the
-    stream limit); `Accept: text/csv` returns a CSV file."""
+    stream limit; a stream beyond the server's stream bounds is 429); `Accept: text/csv` returns a
+    CSV file."""
     args = dict(seed=body.seed, temperature=body.temperature, greedy=body.greedy, where=body.where)
     wants = (accept or "").lower()
     if NDJSON in wants:
-        chunks = service.sample_chunks(name, body.n, **args)  # checks the request and makes chunk 0
-        return StreamingResponse(_guarded(convert.ndjson_lines(chunks)), media_type=NDJSON)
+        host = request.client.host if request.client else None
+        slot = admission.open_stream(client_key(caller.id if caller else None, host),  # 429 before any work
+                                     counted=body.n > service.limits.sample_chunk)  # one chunk: like unary
+        try:
+            chunks = service.sample_chunks(name, body.n, **args)  # checks the request and makes chunk 0
+        except BaseException:
+            slot.release()
+            raise
+        return StreamingResponse(guarded_lines(convert.ndjson_lines(chunks), slot), media_type=NDJSON)
     if CSV in wants:
         return Response(service.sample_text(name, body.n, "csv", **args), media_type=f"{CSV}; charset=utf-8")
     return {"records": convert.records_out(service.sample(name, body.n, **args))}
-
-
-def _guarded(lines: Iterator[bytes]) -> Iterator[bytes]:
-    """After the 200 is sent an error can only be reported in-band: as a last `{"error": ...}` line."""
-    try:
-        yield from lines
-    except Exception as e:  # noqa: BLE001 - classified (and logged if a bug) below
-        yield (json.dumps(error_json(classify(e)[0])) + "\n").encode()
 
 
 @router.post("/{name}:encode", response_model=EncodeOut)
