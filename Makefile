@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test browser bench bundle clean bench-data peers quality
+.PHONY: install demo test browser bench bundle clean bench-data peers quality perf
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: install browser
 
 bench: install
 	$(BIN)/python bench/vermont.py
+
+# Performance: training, in-process inference, serving (a real `synth serve` under load) and
+# memory, written to the "perf" block of docs/benchmarks.md (bench/perf.py; --quick for a smoke run).
+perf: install
+	$(BIN)/python bench/perf.py
 
 bundle: install
 	$(BIN)/python bench/bundle_vermont.py

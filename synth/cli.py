@@ -78,19 +78,12 @@ def _interrupt_on_signals() -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    import torch
-
-    from synth.model import Model
-    from synth.schema.loader import load_schema
-    from synth.run_config import load_run_config
-    from synth.train import Trainer
-    from synth.train.checkpoint import recover_checkpoint
-
     from synth.errors import InvalidArgument
+    from synth.run_config import load_run_config
     from synth.train.config import UNBOUNDED_STEPS
-    from synth.train.validation import explicit_validation, split_validation
 
-    overrides: dict[str, Any] = {"steps": a.steps, "device": a.device}
+    overrides: dict[str, Any] = {"steps": a.steps, "device": a.device, "shuffle_buffer": a.shuffle_buffer,
+                                 "stream": True if a.stream else None}
     if a.minutes is not None:
         if not a.minutes > 0:
             raise InvalidArgument(f"--minutes must be > 0, got {a.minutes}")
@@ -98,30 +91,77 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.steps is None:
             overrides["steps"] = UNBOUNDED_STEPS  # the clock alone ends the run
     run = load_run_config(a.config, **overrides)
+    dist = _join_distributed(a, run.train)
+    try:
+        return _train(a, run, dist)
+    finally:
+        if dist.active:
+            from synth.train.distributed import teardown
+
+            teardown()
+
+
+def _join_distributed(a: argparse.Namespace, cfg: Any):
+    from synth.train.distributed import Dist, setup
+    from synth.train.trainer import resolve_device
+
+    return setup(resolve_device(cfg.device)) if a.distributed else Dist()
+
+
+def _train(a: argparse.Namespace, run: Any, dist: Any) -> int:
+    import torch
+
+    from synth.model import Model
+    from synth.schema.loader import load_schema
+    from synth.train import Trainer
+    from synth.train.checkpoint import recover_checkpoint
+    from synth.train.validation import explicit_validation, split_validation
+
+    say = (lambda *m: print(*m, file=sys.stderr)) if dist.is_main else (lambda *m: None)
     schema = load_schema(a.proto, a.message)
-    train = _read_data(a.data, schema, a.data_format, a.skip_bad)
     test = _read_data(a.test_data, schema, a.data_format, a.skip_bad) if a.test_data else None
+    val = info = None
     if a.validation_data:
         val = _read_data(a.validation_data, schema, a.data_format, a.skip_bad)
-        info = {**explicit_validation(len(train), len(val)), "path": str(a.validation_data)}
-    else:  # held out before the model is compiled: its data-dependent choices never see it
-        train, val, info = split_validation(train, run.train)
+    if run.train.stream:  # never in memory: one pass for the split and statistics, then epochs
+        from synth.train.stream import StreamingSource
+
+        train = StreamingSource(a.data, schema.message_class, run.train, a.data_format, a.skip_bad, dist,
+                                hold_out=val is None)
+        stats = train.scan()
+        if train.report.skipped:
+            say(f"skipped {train.report.skipped} bad record(s) in {a.data}")
+        n_train = train.n_train
+        if val is None:
+            val, info = train.validation, train.info
+    else:
+        stats = None
+        train = _read_data(a.data, schema, a.data_format, a.skip_bad)
+        if val is None:  # held out before the model is compiled: its data-dependent choices never see it
+            train, val, info = split_validation(train, run.train)
+        n_train = len(train)
+    if a.validation_data:
+        info = {**explicit_validation(n_train, len(val)), "path": str(a.validation_data)}
     if info.get("validation_records"):
-        print(f"validation: {info['validation_records']} records ({info['source']}), "
-              f"training on {info['train_records']}", file=sys.stderr)
+        say(f"validation: {info['validation_records']} records ({info['source']}), "
+            f"training on {info['train_records']}")
     out = Path(a.out)
-    if a.resume and recover_checkpoint(out / "checkpoint") is None:
+    if a.resume and dist.is_main and recover_checkpoint(out / "checkpoint") is None:
         raise SynthError(f"--resume: no checkpoint in {out / 'checkpoint'}; run without --resume to start afresh")
     if a.resume:
-        trainer = Trainer.resume(out, train, test, run.train, validation_records=val, validation_info=info)
-        print(f"resuming from step {trainer.step}", file=sys.stderr)
+        trainer = Trainer.resume(out, train, test, run.train, progress=dist.is_main, validation_records=val,
+                                 validation_info=info, dist=dist)
+        say(f"resuming from step {trainer.step}" + (f" on {dist.world} processes" if dist.active else ""))
     else:
         torch.manual_seed(run.train.seed)
-        model = Model.create(schema, records=train, config=run.model)
-        trainer = Trainer(model, run.train, train, test, out, run_config=run,
-                          validation_records=val, validation_info=info)
+        model = Model(schema, run.model, stats) if stats is not None else \
+            Model.create(schema, records=train, config=run.model)
+        trainer = Trainer(model, run.train, train, test, out, progress=dist.is_main, run_config=run,
+                          validation_records=val, validation_info=info, dist=dist)
     _interrupt_on_signals()
     result = trainer.run()
+    if not dist.is_main:
+        return 130 if result.stopped else 0
     if result.stopped:
         print(f"stopped at step {result.step}; checkpoint saved in {out / 'checkpoint'} "
               f"(continue with --resume)", file=sys.stderr)
@@ -162,7 +202,9 @@ def _load(name: str):
     return store.load(name)
 
 
-def _client(url: str, token: str | None = None):
+def _client(url: str, token: str | None = None, tls_ca: str | None = None, tls: bool = False):
+    """A REST client for an http(s) URL, else a gRPC one; `tls_ca` verifies the server with that CA
+    (and turns TLS on for gRPC, as `tls` does with the system's CAs)."""
     try:
         from synth_client import SynthClient
     except ImportError as e:
@@ -170,7 +212,28 @@ def _client(url: str, token: str | None = None):
     import os
 
     token = token or os.environ.get("SYNTH_TOKEN") or None  # the server's variable, for a client on the same host
-    return SynthClient.rest(url, token=token) if url.startswith("http") else SynthClient.grpc(url, token=token)
+    ca = _read_ca(tls_ca) if tls_ca else None
+    if url.startswith("http"):
+        if ca is None:
+            return SynthClient.rest(url, token=token)  # https: the system's CAs (or SSL_CERT_FILE)
+        import ssl
+
+        return SynthClient.rest(url, token=token, verify=ssl.create_default_context(cadata=ca.decode("ascii")))
+    if ca is None and not tls:
+        return SynthClient.grpc(url, token=token)
+    import grpc
+
+    return SynthClient.grpc(url, token=token, credentials=grpc.ssl_channel_credentials(root_certificates=ca))
+
+
+def _read_ca(path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise SynthError(f"cannot read --tls-ca {path}: {e.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise SynthError(f"--tls-ca {path} holds no PEM certificate")
+    return data
 
 
 def _jsonl_out(rows: list[dict], output: str | None) -> None:
@@ -191,7 +254,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
     if a.server:
         from synth.records import to_message
 
-        client = _client(a.server, a.token)
+        client = _client(a.server, a.token, a.tls_ca, a.tls)
         rows = client.sample(a.model, a.n, seed=a.seed, temperature=a.temperature, where=where)
         if a.format == "jsonl":
             _jsonl_out(rows, a.output)
@@ -208,7 +271,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
 def cmd_encode(a: argparse.Namespace) -> int:
     if a.server:
-        latents = _client(a.server, a.token).encode(a.model, _read_jsonl(a.input))
+        latents = _client(a.server, a.token, a.tls_ca, a.tls).encode(a.model, _read_jsonl(a.input))
         rows = [{"mean": l.mean, "std": l.std} for l in latents]
         _jsonl_out(rows, a.output)
         return 0
@@ -227,7 +290,7 @@ def cmd_decode(a: argparse.Namespace) -> int:
 
     z = _latents_in(a.input)
     if a.server:
-        _jsonl_out(_client(a.server, a.token).decode(a.model, z, temperature=a.temperature, greedy=a.greedy), a.output)
+        _jsonl_out(_client(a.server, a.token, a.tls_ca, a.tls).decode(a.model, z, temperature=a.temperature, greedy=a.greedy), a.output)
         return 0
     model = _load(a.model)
     records = model.decode(z, temperature=a.temperature, greedy=a.greedy, seed=a.seed)
@@ -241,12 +304,34 @@ def cmd_interpolate(a: argparse.Namespace) -> int:
     if len(pair) != 2:
         raise SynthError(f"{a.input}: interpolate needs exactly two records (one per line), got {len(pair)}")
     if a.server:
-        res = _client(a.server, a.token).interpolate(a.model, pair[0], pair[1], steps=a.steps, method=a.method)
+        res = _client(a.server, a.token, a.tls_ca, a.tls).interpolate(a.model, pair[0], pair[1], steps=a.steps, method=a.method)
         _jsonl_out(res.records, a.output)
         return 0
     model = _load(a.model)
     records, _ = model.interpolate(pair[0], pair[1], a.steps, a.method)
     _write(records, model.message_class, "jsonl", a.output)
+    return 0
+
+
+def cmd_jobs(a: argparse.Namespace) -> int:
+    """`synth jobs --server URL`: the caller's jobs, newest first."""
+    from synth_contract.results import to_json
+
+    with _client(a.server, a.token, a.tls_ca, a.tls) as client:
+        jobs = client.list_jobs()
+    for job in jobs:
+        if a.json:
+            print(json.dumps(to_json(job)))
+            continue
+        note = f"  {job.error.code}: {job.error.message}" if job.error else ""
+        print(f"{job.id}  {job.state:<9}  {job.step:>7}/{job.steps:<7}  {job.name}{note}")
+    return 0
+
+
+def cmd_delete(a: argparse.Namespace) -> int:
+    with _client(a.server, a.token, a.tls_ca, a.tls) as client:
+        info = client.delete_model(a.model)
+    print(f"deleted {info.name} ({info.message})", file=sys.stderr)
     return 0
 
 
@@ -388,7 +473,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time budget in minutes ([train] time_budget_s); without --steps the clock alone "
                         "ends the run, and schedules given as fractions of the run follow elapsed / budget")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint (the number of "
+                                                         "processes may differ from the run that wrote it)")
+    s.add_argument("--stream", action="store_true",
+                   help="read --data in passes instead of loading it, for files larger than memory "
+                        "([train] stream; validation split by a hash of the record index)")
+    s.add_argument("--shuffle-buffer", type=int, help="records held to shuffle a --stream ([train] "
+                                                      "shuffle_buffer, default 10000)")
+    s.add_argument("--distributed", action="store_true",
+                   help="data-parallel training, one process per device, under torchrun "
+                        "(torchrun --nproc_per_node=N -m synth.train ... adds this flag)")
     data_args(s)
     s.set_defaults(func=cmd_train)
 
@@ -396,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("model", help="artifact directory, bundled model name, or (with --server) a served name")
         s.add_argument("--server", help="talk to a running server (http://host:port or host:port for gRPC)")
         s.add_argument("--token", help="API token for --server (default: $SYNTH_TOKEN)")
+        s.add_argument("--tls-ca", metavar="PEM", help="CA certificate to verify --server with (a private CA or "
+                                                       "self-signed certificate); turns on TLS for a gRPC target")
+        s.add_argument("--tls", action="store_true", help="gRPC over TLS, verified with the system's CAs "
+                                                          "(an https:// URL needs nothing)")
         s.add_argument("-o", "--output", help="output file (default: stdout)")
 
     s = sub.add_parser("sample", help="generate fake records")
@@ -427,6 +525,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=8)
     s.add_argument("--method", choices=["linear", "slerp"], default="linear")
     s.set_defaults(func=cmd_interpolate)
+
+    def server_args(s: argparse.ArgumentParser) -> None:  # model_args' connection flags, --server required
+        s.add_argument("--server", required=True, help="the server (http://host:port or host:port for gRPC)")
+        s.add_argument("--token", help="API token (default: $SYNTH_TOKEN)")
+        s.add_argument("--tls-ca", metavar="PEM", help="CA certificate to verify --server with")
+        s.add_argument("--tls", action="store_true", help="gRPC over TLS, verified with the system's CAs")
+
+    s = sub.add_parser("jobs", help="list a server's training jobs (yours; every job with an admin token)")
+    server_args(s)
+    s.add_argument("--json", action="store_true", help="one JSON object per job instead of a table")
+    s.set_defaults(func=cmd_jobs)
+
+    s = sub.add_parser("delete", help="delete a model from a server's models directory")
+    s.add_argument("model", help="the served model's name")
+    server_args(s)
+    s.set_defaults(func=cmd_delete)
 
     s = sub.add_parser("evaluate", help="score a model: fidelity, detection, privacy, p-value, reconstruction")
     s.add_argument("model")

@@ -12,7 +12,8 @@ from typing import Any, Iterable
 import numpy as np
 from google.protobuf.message import Message
 
-from synth.schema.tree import FLOAT_TYPES, INT_TYPES
+from synth.moments import RunningMoments
+from synth.schema.tree import FLOAT_TYPES, INT_TYPES, TYPE_NAMES  # at import: _type runs per value
 
 JOINT = "#floats"
 MAX_CATEGORIES = 4096  # distinct int values kept, so an override to categorical has them
@@ -24,6 +25,7 @@ class FitStats:
     int_values: dict[str, list[int]] = field(default_factory=dict)  # distinct values, if few
     string_max_len: dict[str, int] = field(default_factory=dict)  # bytes
     string_values: dict[str, list[str]] = field(default_factory=dict)  # distinct values, if few
+    string_counts: dict[str, list[int]] = field(default_factory=dict)  # their counts, same order
     seq_max_len: dict[str, int] = field(default_factory=dict)
     scalar_mean: dict[str, list[float]] = field(default_factory=dict)
     scalar_cov: dict[str, list[list[float]]] = field(default_factory=dict)
@@ -34,9 +36,10 @@ class _Collector:
         self.int_cap = int_cap
         self.ints: dict[str, set | None] = {}
         self.strings: dict[str, int] = {}
-        self.string_sets: dict[str, set | None] = {}
+        self.string_sets: dict[str, dict[str, int] | None] = {}  # value -> count, until too many
         self.seqs: dict[str, int] = {}
-        self.scalars: dict[str, list[list[float]]] = {}
+        # running moments, not rows: a streamed training file may not fit in memory
+        self.scalars: dict[str, RunningMoments] = {}
 
     def value(self, key: str, ftype: str, v: Any) -> None:
         if ftype in INT_TYPES or ftype == "enum" or ftype == "bool":
@@ -45,17 +48,17 @@ class _Collector:
                 seen.add(int(v))
                 if len(seen) > self.int_cap:
                     self.ints[key] = None  # too many distinct values: a number, not a category
-            self.scalars.setdefault(key, []).append([float(v)])
+            self.scalars.setdefault(key, RunningMoments()).add([float(v)])
         elif ftype in ("string", "bytes"):
             n = len(v.encode("utf-8")) if isinstance(v, str) else len(v)
             self.strings[key] = max(self.strings.get(key, 0), n)
-            seen = self.string_sets.setdefault(key, set())
+            seen = self.string_sets.setdefault(key, {})
             if seen is not None and isinstance(v, str):
-                seen.add(v)
+                seen[v] = seen.get(v, 0) + 1
                 if len(seen) > self.int_cap:
                     self.string_sets[key] = None
         elif ftype in FLOAT_TYPES:
-            self.scalars.setdefault(key, []).append([float(v)])
+            self.scalars.setdefault(key, RunningMoments()).add([float(v)])
 
     def message(self, msg: Message) -> None:
         d = msg.DESCRIPTOR
@@ -80,7 +83,7 @@ class _Collector:
             if _type(fd) in FLOAT_TYPES and not fd.has_presence and fd.containing_oneof is None:
                 joint.append(float(value))
         if joint:
-            self.scalars.setdefault(d.full_name + JOINT, []).append(joint)
+            self.scalars.setdefault(d.full_name + JOINT, RunningMoments()).add(joint)
 
     def item(self, fd, item) -> None:
         mt = fd.message_type
@@ -99,8 +102,6 @@ class _Collector:
 
 
 def _type(fd) -> str:
-    from synth.schema.tree import TYPE_NAMES
-
     return TYPE_NAMES[fd.type]
 
 
@@ -115,19 +116,19 @@ def fit_stats(messages: Iterable[Message], int_cap: int = MAX_CATEGORIES) -> Fit
     stats.int_values = {k: sorted(v) for k, v in c.ints.items() if v is not None}
     stats.string_max_len = dict(c.strings)
     stats.string_values = {k: sorted(v) for k, v in c.string_sets.items() if v is not None}
+    stats.string_counts = {k: [c.string_sets[k][s] for s in vs] for k, vs in stats.string_values.items()}
     stats.seq_max_len = dict(c.seqs)
-    for key, rows in c.scalars.items():
-        x = np.asarray(rows, dtype=np.float64)
-        if len(x) < 2:
+    for key, moments in c.scalars.items():
+        result = moments.result()
+        if result is None:
             continue
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean, cov = x.mean(0), np.atleast_2d(np.cov(x.T))
+        mean, cov = result
         if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
             # |x| beyond ~1e154: the variance overflows float64. Whiten by a capped diagonal
             # scale instead; ScalarTuple clamps what still does not fit float32.
             with np.errstate(over="ignore", invalid="ignore"):
                 mean = np.nan_to_num(mean, posinf=0.0, neginf=0.0)
-            cov = np.eye(x.shape[1]) * min(float(np.abs(x).max()), 1e150) ** 2
+            cov = np.eye(len(mean)) * min(moments.absmax, 1e150) ** 2
         stats.scalar_mean[key] = mean.tolist()
         stats.scalar_cov[key] = cov.tolist()
     return stats

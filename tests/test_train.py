@@ -113,6 +113,38 @@ def test_augmented_batch_composition(monkeypatch):
     assert trainer.augment.z.shape == (5, 16)
 
 
+def test_generated_variants_do_not_move_the_whitening_statistics(monkeypatch):
+    """Augmented training feeds decoded variants through the encoder; the whitening of the
+    floats must still follow the real records only (a variant far off the data would drag it)."""
+    model = tiny()
+    cfg = quiet(steps=4, augment=AugmentConfig(n_augmented=5, p_sampled=0.2, gen_start_step=1))
+    trainer = Trainer(model, cfg, rows(), progress=False)
+    real_decode, real_encode = model.decode, model.codec.encode
+    seen = []
+
+    def far_off_variants(z, **kw):
+        out = real_decode(z, **kw)
+        for m in out:
+            m.x, m.y = 1e6, -1e6
+        return out
+
+    def spy(messages):
+        seen.append(messages)
+        return real_encode(messages)
+
+    monkeypatch.setattr(model, "decode", far_off_variants)
+    monkeypatch.setattr(model.codec, "encode", spy)
+    scalars = next(m for m in model.vae.nodes.values() if hasattr(m, "update_stats"))
+    decay = scalars.cfg.decay
+    for _ in range(3):
+        before = scalars.mean.clone()
+        trainer.train_step()
+        trainer.step += 1
+        real = torch.tensor([[m.x, m.y] for m in seen[-1][:cfg.batch_size]], dtype=torch.float64)
+        assert len(seen[-1]) > cfg.batch_size or trainer.step == 1  # variants were in the batch
+        assert torch.allclose(scalars.mean, decay * before + (1 - decay) * real.mean(0))
+
+
 def test_augmented_latents_replacement_rule():
     from synth.train.augment import AugmentedLatents
 
@@ -215,6 +247,30 @@ def test_resume_after_kill_continues_from_the_checkpoint(tmp_path):
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == saved + 10
     assert store.load(out).metadata["summary"]["steps"] == saved + 10
+
+
+def test_checkpoints_are_also_written_by_training_time(tmp_path):
+    """No step-based checkpoints: the time-based ones alone leave something to resume after a kill."""
+    proto, data, _ = _write_inputs(tmp_path)
+    cfg = tmp_path / "timed.toml"
+    cfg.write_text("[model]\nlatent_dim = 16\nchar_dim = 8\n\n[train]\nbatch_size = 8\n"
+                   "checkpoint_every = 0\ncheckpoint_seconds = 0.5\nlog_every = 5\neval_every = 0\n")
+    out = tmp_path / "timed"
+    proc = subprocess.Popen(_train_cmd(proto, data, cfg, out, 1_000_000), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while _checkpoint_step(out) == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        first = _checkpoint_step(out)
+        while _checkpoint_step(out) == first and time.time() < deadline:
+            time.sleep(0.1)
+        second = _checkpoint_step(out)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert 0 < first < second < 1_000_000  # written twice while running, at no step multiple
+    assert (out / "checkpoint" / "model" / "manifest.json").is_file()
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):

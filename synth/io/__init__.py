@@ -23,7 +23,7 @@ from synth.errors import DataError, InvalidArgument, Violation
 from synth.io import binpb_format, csv_format, jsonl_format
 from synth.records import message_class_of, to_messages
 
-__all__ = ["FORMATS", "ReadResult", "detect_format", "read_records", "write_records"]
+__all__ = ["FORMATS", "ReadResult", "detect_format", "iter_records", "read_records", "write_records"]
 
 FORMATS = ("csv", "jsonl", "binpb")
 _ALIASES = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "binpb": "binpb"}
@@ -66,16 +66,31 @@ def read_records(path: str | Path, message_class: Any, fmt: str | None = None,
     reported in `ReadResult.errors` instead. Problems that make the whole file
     unreadable (unknown CSV columns, a truncated binary stream) always raise.
     """
+    result = ReadResult(records=[])
+    result.records = list(iter_records(path, message_class, fmt, skip_bad, report=result))
+    return result
+
+
+def iter_records(path: str | Path, message_class: Any, fmt: str | None = None, skip_bad: bool = False,
+                 report: ReadResult | None = None) -> Iterator[Message]:
+    """The records of a data file one at a time, in file order, never all in memory.
+
+    The streaming twin of `read_records` (same formats, gzip and bad-record policy), for
+    training files larger than memory. Skipped records are counted in `report` (its
+    `records` list is left alone).
+    """
     p = Path(path)
     fmt = _normalize_format(fmt) if fmt else detect_format(p)
     cls = message_class_of(message_class)
     if not p.is_file():
         raise DataError(f"data file not found: {p}", [Violation(p.name, "no such file")], file=str(p))
-    result = ReadResult(records=[])
+    report = report if report is not None else ReadResult(records=[])
     with _open_for_read(p, fmt) as stream:
         for item in _guard_gzip(p, _reader(fmt)(stream, cls, p.name)):
-            _collect(result, item, p, cls.DESCRIPTOR.full_name, skip_bad)
-    return result
+            if isinstance(item, Message):
+                yield item
+            else:
+                _collect(report, item, p, cls.DESCRIPTOR.full_name, skip_bad)
 
 
 def write_records(records: Iterable[Any], path_or_stream: str | Path | IO[Any],

@@ -5,16 +5,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synth.nn.draws import softmax_draw
 from synth.nn.init import linear
 
 
-def draw(logits: torch.Tensor, temperature: float, greedy: bool,
-         generator: torch.Generator | None) -> torch.Tensor:
-    """Argmax, or a draw from softmax(logits / temperature): (n, K) -> (n,)."""
-    if greedy or logits.shape[0] == 0:
-        return logits.argmax(-1)
-    probs = F.softmax(logits / max(temperature, 1e-6), -1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+def draw(logits: torch.Tensor, temperature: float, greedy: bool, generator) -> torch.Tensor:
+    """Argmax, or a draw from softmax(logits / temperature): (n, K) -> (n,) (synth.nn.draws)."""
+    return softmax_draw(logits, temperature, greedy, generator)
 
 
 class Categorical(nn.Module):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synth.nn import rowwise
 from synth.nn.init import in_degree_
 
 
@@ -47,17 +48,32 @@ class CeluGRUCell(nn.Module):
             self.weight_hh[H : 2 * H].zero_()
             self.bias_ih[H : 2 * H].fill_(1.0)
 
+    def input_table(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The input projection of every row of an embedding table (V, 3H): generation looks
+        a symbol's projection up instead of multiplying its embedding again at every step.
+        Kept until a weight changes (training steps bump the parameters' versions)."""
+        key = tuple((t.data_ptr(), t._version) for t in (embedding, self.weight_ih, self.bias_ih))
+        cached = getattr(self, "_table", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, F.linear(embedding, self.weight_ih, self.bias_ih))
+            self._table = cached
+        return cached[1]
+
     def candidate(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.candidate == "tanh":
-            return torch.tanh(x)
-        return F.celu(x, self.cfg.alpha).clamp(max=self.cfg.cap)
+            return rowwise.pointwise(torch.tanh, x)
+        return rowwise.pointwise(lambda v: F.celu(v, self.cfg.alpha), x).clamp(max=self.cfg.cap)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        gi = F.linear(x, self.weight_ih, self.bias_ih)  # (n, 3H)
-        gh = F.linear(h, self.weight_hh, self.bias_hh)  # (n, 3H)
-        i_r, i_z, i_n = gi.chunk(3, dim=1)
-        h_r, h_z, h_n = gh.chunk(3, dim=1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        n = self.candidate(i_n + r * h_n)
+    def forward(self, x: torch.Tensor | None, h: torch.Tensor, gi: torch.Tensor | None = None) -> torch.Tensor:
+        """gi: the input projection (n, 3H), when the caller has it already (a lookup table
+        of projected symbol embeddings, `input_table`); x is then unused."""
+        if gi is None:
+            gi = rowwise.linear(x, self.weight_ih, self.bias_ih)  # (n, 3H)
+        gh = rowwise.linear(h, self.weight_hh, self.bias_hh)  # (n, 3H)
+        H = self.hidden_size
+        # r and z in one kernel call: fewer passes over the batch than two sigmoids
+        rz = rowwise.pointwise(torch.sigmoid, gi[:, : 2 * H] + gh[:, : 2 * H])
+        r, z = rz[:, :H], rz[:, H:]
+        n = self.candidate(gi[:, 2 * H:] + r * gh[:, 2 * H:])
         return n + z * (h - n)  # = (1 - z) * n + z * h

@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from synth.nn import rowwise
+
 
 def in_degree_(weight: torch.Tensor, fan_in: int | None = None) -> torch.Tensor:
     """N(0, 1/sqrt(fan_in)) truncated at 2 std, like tf.variance_scaling_initializer(scale=1)."""
@@ -15,7 +17,7 @@ def in_degree_(weight: torch.Tensor, fan_in: int | None = None) -> torch.Tensor:
 
 
 def linear(n_in: int, n_out: int) -> nn.Linear:
-    layer = nn.Linear(n_in, n_out)
+    layer = rowwise.Linear(n_in, n_out)
     in_degree_(layer.weight.data)
     nn.init.zeros_(layer.bias)
     return layer
@@ -29,7 +31,7 @@ class Celu(nn.Module):
         self.alpha = alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.celu(x, self.alpha)
+        return rowwise.pointwise(lambda v: nn.functional.celu(v, self.alpha), x)
 
 
 def celu_linear(n_in: int, n_out: int, alpha: float = 3.0) -> nn.Sequential:

@@ -10,12 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synth.nn import rowwise
+from synth.nn.draws import uniform
+
 
 class Presence(nn.Module):
     def __init__(self, dim: int = 128):
         super().__init__()
         self.absent = nn.Parameter(torch.zeros(dim))
-        self.head = nn.Linear(dim, 1)
+        self.head = rowwise.Linear(dim, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -30,9 +33,9 @@ class Presence(nn.Module):
 
     @torch.no_grad()
     def decide(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator=None) -> torch.Tensor:
         logit = self.head(emb)[:, 0]
         if greedy:
             return logit > 0
-        p = torch.sigmoid(logit / max(temperature, 1e-6))
-        return torch.rand(p.shape, generator=generator, device=p.device) < p
+        p = rowwise.pointwise(torch.sigmoid, logit / max(temperature, 1e-6))
+        return uniform(generator, p.shape[0], p.device) < p

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synth.nn import rowwise
+from synth.nn.draws import narrow, uniform
 from synth.nn.gru import CeluGRUCell, GRUConfig
 from synth.nn.init import celu_linear
 from synth.nn.tuple import mix
@@ -41,7 +43,7 @@ class Sequence(nn.Module):
         self.dec_init = celu_linear(dim, dim, gru.alpha)
         self.dec_cell = CeluGRUCell(dim, dim, gru)
         self.emit = celu_linear(dim, dim, gru.alpha)
-        self.stop = nn.Linear(dim, 1)
+        self.stop = rowwise.Linear(dim, 1)
         nn.init.zeros_(self.stop.weight)
         nn.init.zeros_(self.stop.bias)
 
@@ -85,9 +87,13 @@ class Sequence(nn.Module):
 
     @torch.no_grad()
     def decode_sample(self, emb: torch.Tensor, max_len: int, temperature: float = 1.0,
-                      greedy: bool = False, generator: torch.Generator | None = None
+                      greedy: bool = False, generator=None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> emitted element embeddings (total, dim) instance-major, lengths (n,)."""
+        """-> emitted element embeddings (total, dim) instance-major, lengths (n,).
+
+        Stop draws are made for the rows still going only, so a row's draws do not
+        depend on how long its batch neighbours run (synth.nn.draws).
+        """
         n = emb.shape[0]
         h = self.dec_init(emb)
         x = torch.zeros_like(h)
@@ -100,8 +106,9 @@ class Sequence(nn.Module):
             if greedy:
                 stop = logit > 0
             else:
-                p = torch.sigmoid(logit / max(temperature, 1e-6))
-                stop = torch.rand(n, generator=generator, device=emb.device) < p
+                p = rowwise.pointwise(torch.sigmoid, logit[alive] / max(temperature, 1e-6))
+                stop = torch.zeros_like(alive)
+                stop[alive] = uniform(narrow(generator, alive), p.shape[0], emb.device) < p
             alive = alive & ~stop if t < max_len else torch.zeros_like(alive)
             if not bool(alive.any()):
                 break

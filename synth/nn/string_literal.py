@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synth.nn.draws import narrow, softmax_draw
 from synth.nn.gru import CeluGRUCell, GRUConfig
 from synth.nn.init import celu_linear, linear
 from synth.tokens import EOS, VOCAB
@@ -54,11 +56,16 @@ class StringLiteral(nn.Module):
         h = self.embed.weight.new_zeros(n, self.cfg.dim)
         finished = []  # final states of rows that ended, last rows first
         counts = active_counts(lengths, steps) + [0]
+        # without gradients (inference), look each symbol's input projection up
+        table = None if torch.is_grad_enabled() else self.enc_cell.input_table(self.embed.weight)
         for t in range(steps):
             a, nxt = counts[t], counts[t + 1]
-            # embed per step: slicing a full (N, T, char_dim) embedding would make its
-            # backward allocate and zero that whole tensor at every step
-            h = self.enc_cell(self.embed(tokens[:a, t]), h)  # (a, dim)
+            if table is not None:
+                h = self.enc_cell(None, h, gi=table[tokens[:a, t]])
+            else:
+                # embed per step: slicing a full (N, T, char_dim) embedding would make its
+                # backward allocate and zero that whole tensor at every step
+                h = self.enc_cell(self.embed(tokens[:a, t]), h)  # (a, dim)
             # split (not slice): its backward allocates only the small finished part
             h, done = h.split([nxt, a - nxt])
             if a > nxt:
@@ -105,27 +112,43 @@ class StringLiteral(nn.Module):
 
     @torch.no_grad()
     def generate(self, emb: torch.Tensor, max_len: torch.Tensor, temperature: float = 1.0,
-                 greedy: bool = False, generator: torch.Generator | None = None) -> list[bytes]:
-        """Decode embeddings (N, dim) to byte strings; row i stops at EOS or max_len[i] bytes."""
+                 greedy: bool = False, generator=None) -> list[bytes]:
+        """Decode embeddings (N, dim) to byte strings; row i stops at EOS or max_len[i] bytes.
+
+        Rows leave the batch when they finish, so each step runs the GRU on the rows still
+        going only; a `RowRNG` generator follows its rows out (synth.nn.draws). Symbols
+        stay where they were drawn until the end: one copy to the host, not one per step.
+        """
         n = emb.shape[0]
-        out = torch.full((n, int(max_len.max().item()) if n else 0), -1, dtype=torch.long)
+        steps = int(max_len.max().item()) if n else 0
         h = self.dec_init(emb)
         alive = torch.arange(n, device=emb.device)
-        max_len = max_len.to(emb.device)
-        for t in range(out.shape[1] + 1):
+        limit = max_len.to(emb.device)
+        rows, syms = [], []
+        table = self.dec_cell.input_table(self.embed.weight)  # (VOCAB, 3 dim): no per-step input product
+        for t in range(steps + 1):
             if alive.numel() == 0:
                 break
-            logits = self.dec_out(h)
-            if greedy:
-                sym = logits.argmax(-1)
-            else:
-                probs = F.softmax(logits / max(temperature, 1e-6), -1)
-                sym = torch.multinomial(probs, 1, generator=generator)[:, 0]
-            go_on = (sym != EOS) & (max_len[alive] > t)
-            alive, sym, h = alive[go_on], sym[go_on], h[go_on]
+            sym = softmax_draw(self.dec_out(h), temperature, greedy, generator)
+            go_on = (sym != EOS) & (limit > t)
+            alive, sym, h, limit = alive[go_on], sym[go_on], h[go_on], limit[go_on]
+            generator = narrow(generator, go_on)
             if alive.numel() == 0:
                 break
-            out[alive.cpu(), t] = sym.cpu()
-            h = self.dec_cell(self.embed(sym), h)
-        rows = out.tolist()
-        return [bytes(b for b in r if b >= 0) for r in rows]
+            rows.append(alive)
+            syms.append(sym)
+            h = self.dec_cell(None, h, gi=table[sym])
+        return _strings(n, rows, syms)
+
+
+def _strings(n: int, rows: list[torch.Tensor], syms: list[torch.Tensor]) -> list[bytes]:
+    """Byte strings from the rows alive at each step and their symbols (a row's bytes are
+    written at steps 0..len-1, so its length is how often it appears)."""
+    if not rows:
+        return [b""] * n
+    row = torch.cat(rows).cpu().numpy()
+    step = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+    out = np.zeros((n, len(rows)), dtype=np.uint8)
+    out[row, step] = torch.cat(syms).cpu().numpy()
+    lengths = np.bincount(row, minlength=n)
+    return [out[i, :k].tobytes() for i, k in enumerate(lengths.tolist())]

@@ -13,13 +13,15 @@ import math
 import secrets
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError, Message
 
-from synth.errors import DataError, InvalidArgument, SynthError, TooLarge, Violation
+from synth.errors import DataError, InvalidArgument, NotFound, PermissionDenied, SynthError, TooLarge, Violation
 from synth.records import to_dict, to_message
+from synth.service.batcher import BatchConfig, ModelWorker
 from synth.service.bounds import InputBounds
 from synth.service.jobs import JobManager
 from synth.service.registry import ModelRegistry
@@ -35,9 +37,11 @@ MAX_SEED = 2**63 - 1
 class SynthService:
     """Every operation of the API, in plain Python: what both transports call."""
 
-    def __init__(self, registry: ModelRegistry, limits: Limits = Limits()):
+    def __init__(self, registry: ModelRegistry, limits: Limits = Limits(), batching: BatchConfig = BatchConfig()):
         self.registry, self.limits = registry, limits
         self.jobs = JobManager(registry, limits)
+        # Every model call runs on this one thread; small sample requests are merged (batcher.py).
+        self.worker = ModelWorker(batching)
         # Input bounds per loaded model; a model the registry evicts drops its entry with it.
         self._bounds_by_model: weakref.WeakKeyDictionary[Any, InputBounds] = weakref.WeakKeyDictionary()
 
@@ -83,6 +87,25 @@ class SynthService:
             summary=_as_dict(meta.get("summary")),
             metrics=_as_dict(meta.get("metrics")))
 
+    def delete_model(self, name: str, caller: Caller | None = None) -> ModelInfo:
+        """Delete a model of the models directory; returns what it was.
+
+        With tokens, only the token whose job trained it, or an admin token, may delete
+        a model (PermissionDenied); a model without a recorded owner (copied into the
+        directory) needs an admin token. A broken artifact can be deleted too."""
+        try:
+            info = self.registry.info(name)
+            owner = _as_dict(_as_dict(self.registry.manifest(name).get("metadata")).get("job")).get("owner")
+        except NotFound:
+            raise
+        except SynthError:  # a broken artifact: still deletable (by an admin, when there are tokens)
+            info, owner = ModelInfo(name, "", [], 0, "local"), None
+        if info.source == "local" and caller is not None and not caller.admin and owner != caller.id:
+            raise PermissionDenied(f"model {name!r} was not trained with this token; only that token or an admin "
+                                   "token may delete it")
+        self.registry.delete(name)
+        return info
+
     def message_class(self, name: str) -> type[Message]:
         return self.registry.schema(name).message_class
 
@@ -112,20 +135,27 @@ class SynthService:
         size = self.limits.sample_chunk
         sizes = [min(size, n - i) for i in range(0, n, size)]
 
-        def chunk(k: int, m: int) -> list[Message]:
-            kwargs: dict[str, Any] = {"seed": _chunk_seed(base, k), "temperature": temperature,
-                                      "greedy": greedy}
-            if where:
-                kwargs["where"] = where  # conditional sampling; the model checks the field paths
-            return model.sample(m, **kwargs)
+        def chunk(k: int) -> Future:
+            seed_k, m = _chunk_seed(base, k), sizes[k]
+            if not where:  # small requests may be merged with others (same records either way)
+                return self.worker.sample_future(model, m, seed_k, temperature, greedy)
+            # conditional sampling; the model checks the field paths
+            return self.worker.submit(lambda: model.sample(m, seed=seed_k, temperature=temperature,
+                                                           greedy=greedy, where=where))
 
-        first = chunk(0, sizes[0]) if sizes else []
+        first = chunk(0).result() if sizes else []
 
         def generate() -> Iterator[list[Message]]:
-            if sizes:
-                yield first
-            for k, m in enumerate(sizes[1:], start=1):
-                yield chunk(k, m)
+            # One chunk ahead: the model thread makes chunk k+1 while the transport writes chunk k.
+            ahead = None
+            try:
+                for k in range(len(sizes)):
+                    current = first if k == 0 else ahead.result()
+                    ahead = chunk(k + 1) if k + 1 < len(sizes) else None
+                    yield current
+            finally:
+                if ahead is not None:
+                    ahead.cancel()  # the client went away: do not make a chunk nobody reads
 
         return generate()
 
@@ -142,7 +172,7 @@ class SynthService:
     def encode(self, name: str, records: Sequence[Any]) -> list[Latent]:
         model = self.registry.model(name)
         msgs = self.parse_records(name, records)
-        mu, sigma = model.encode(msgs)
+        mu, sigma = self.worker.call(lambda: model.encode(msgs))
         return [Latent(m, s) for m, s in zip(mu.tolist(), sigma.tolist())]
 
     def decode(self, name: str, latents: Sequence[Sequence[float]], temperature: float | None = None,
@@ -150,8 +180,9 @@ class SynthService:
         self._check_count("latents", len(latents), self.limits.max_records)
         model = self.registry.model(name)
         z = _matrix(latents, model.latent_dim)
-        return model.decode(z, temperature=self._temperature(temperature), greedy=greedy,
-                            seed=_seed(seed) if seed is not None else None)
+        temperature = self._temperature(temperature)
+        seed = _seed(seed) if seed is not None else None
+        return self.worker.call(lambda: model.decode(z, temperature=temperature, greedy=greedy, seed=seed))
 
     def interpolate(self, name: str, start: Any, end: Any, steps: int = 8,
                     method: str = "linear") -> Interpolation:
@@ -162,12 +193,13 @@ class SynthService:
         cls = self.message_class(name)
         a = self._checked(model, _record(start, cls, "from"), "from")
         b = self._checked(model, _record(end, cls, "to"), "to")
-        records, z = model.interpolate(a, b, steps=steps, method=method or "linear")
+        records, z = self.worker.call(lambda: model.interpolate(a, b, steps=steps, method=method or "linear"))
         return Interpolation(records, z.tolist())
 
     def reconstruct(self, name: str, records: Sequence[Any]) -> list[Message]:
         model = self.registry.model(name)
-        return model.reconstruct(self.parse_records(name, records))
+        msgs = self.parse_records(name, records)
+        return self.worker.call(lambda: model.reconstruct(msgs))
 
     def parse_records(self, name: str, records: Sequence[Any]) -> list[Message]:
         """Records (JSON dicts/text, serialized bytes or messages) as messages of the model's schema."""
@@ -215,6 +247,10 @@ class SynthService:
     def get_job(self, job_id: str) -> JobStatus:
         return self.jobs.get(job_id)
 
+    def list_jobs(self, caller: Caller | None = None) -> list[JobStatus]:
+        """The caller's jobs, newest first (an admin's: all of them)."""
+        return self.jobs.list(caller)
+
     def cancel_job(self, job_id: str, caller: Caller | None = None) -> JobStatus:
         """Cancel a job: only its owner or an admin may (PermissionDenied otherwise)."""
         return self.jobs.cancel(job_id, caller)
@@ -224,6 +260,7 @@ class SynthService:
 
     def close(self) -> None:
         self.jobs.close()
+        self.worker.close()
 
 
 # ----------------------------------------------------------------------------- argument checks

@@ -103,7 +103,8 @@ class TrainConfig:
     eval_every: int = 500  # test and generated loss
     eval_records: int = 512
     log_every: int = 50
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # steps; 0 = none by steps
+    checkpoint_seconds: float = 60.0  # also after this much training time since the last one; 0 = none
     early_stopping_patience: int = 0  # evaluations without validation-loss improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda
     time_budget_s: float = 0.0  # stop (normally, with the final artifact) after this wall time; 0 = none
@@ -114,11 +115,17 @@ class TrainConfig:
     validation_max_records: int = 5000
     validation_min_records: int = 16  # at least this many; none when that leaves fewer to train on
     tune: TuneConfig = field(default_factory=TuneConfig)
+    # Input larger than memory (synth/train/stream.py): `synth train` reads --data in passes,
+    # shuffling through a buffer of this many records, instead of loading it
+    stream: bool = False
+    shuffle_buffer: int = 10000
 
     def __post_init__(self) -> None:
         problems = []
         if self.steps < 0:
             problems.append(Violation("steps", "must be >= 0"))
+        if not self.checkpoint_seconds >= 0:
+            problems.append(Violation("checkpoint_seconds", "must be >= 0"))
         if self.batch_size < 1:
             problems.append(Violation("batch_size", "must be >= 1"))
         for name in ("tuple_sampling", "string_sampling"):
@@ -132,6 +139,8 @@ class TrainConfig:
             problems.append(Violation("validation_fraction", "must be in [0, 1) (0: no validation split)"))
         if self.validation_max_records < 0 or self.validation_min_records < 0:
             problems.append(Violation("validation_max_records", "validation record counts must be >= 0"))
+        if self.shuffle_buffer < 1:
+            problems.append(Violation("shuffle_buffer", "must be >= 1 (records held for shuffling a stream)"))
         if self.sampling_warmup_fraction > 1.0:
             problems.append(Violation("sampling_warmup_fraction", "must be in [0, 1], or -1 (the beta warm-up)"))
         if problems:

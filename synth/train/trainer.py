@@ -10,8 +10,11 @@ validation.py) is the only data early stopping and the tuning after training
 (synth/train/tune.py) look at; test records are only logged.
 Per-record betas make multiscale VAE (section 6) one process: record i of a batch
 uses std network and beta level (i + step) mod n_levels. `.item()` is called only at
-log time. Checkpoints (atomic, every `checkpoint_every` steps, and on Ctrl-C or a
-stop request) hold everything needed to resume exactly.
+log time. Checkpoints (atomic, every `checkpoint_every` steps or `checkpoint_seconds` of
+training, whichever comes first, and on Ctrl-C or a stop request) hold everything needed to resume exactly.
+Data-parallel runs (torchrun; synth/train/distributed.py) take each rank's share of the
+global batch; rank 0 alone logs, evaluates, checkpoints and writes the artifact.
+Training records may be a `StreamingSource` (synth/train/stream.py) instead of a list.
 """
 from __future__ import annotations
 
@@ -30,9 +33,12 @@ from synth.configs import from_dict
 from synth.model import Model
 from synth.train import checkpoint as ckpt
 from synth.train.augment import AugmentedLatents
+from synth.train import distributed
 from synth.train.config import UNBOUNDED_STEPS, RunConfig, TrainConfig
+from synth.train.distributed import Dist
 from synth.train.objectives import PIController, ae_pretraining, latent_terms
 from synth.train.schedules import learning_rate, level_betas, p_truth
+from synth.train.stream import StreamingSource
 from synth.train.validation import explicit_validation, split_validation
 from synth.vae import DecodeOptions
 
@@ -60,14 +66,21 @@ class Trainer:
                  test_records: Sequence[Any] | None = None, out_dir: str | Path | None = None,
                  progress: bool = True, run_config: RunConfig | None = None,
                  validation_records: Sequence[Any] | None = None,
-                 validation_info: dict[str, Any] | None = None):
+                 validation_info: dict[str, Any] | None = None, dist: Dist | None = None):
         """`validation_records`: None takes the split from `train_records` (TrainConfig's
         `validation_*`); a list (even empty) is the validation set, already held out of
         `train_records` (`validation_info` then describes it for the manifest). Test
-        records are logged (`test_loss`) and used for nothing else."""
+        records are logged (`test_loss`) and used for nothing else. `train_records` may
+        be a scanned `StreamingSource`. `dist`: this process's rank (distributed.setup)."""
         self.model, self.cfg = model, cfg
-        self.device = resolve_device(cfg.device)
+        self.dist = dist or Dist()
+        self.device = self.dist.device(resolve_device(cfg.device))
         model.to(self.device)
+        self.source = train_records if isinstance(train_records, StreamingSource) else None
+        if self.source is not None:  # its sample stands in for the records (evaluation, tuning)
+            train_records = self.source.sample
+            if validation_records is None:
+                validation_records, validation_info = self.source.validation, self.source.info
         if validation_records is None:
             train_records, validation_records, validation_info = split_validation(train_records, cfg)
         self.validation_info = dict(validation_info or explicit_validation(len(train_records),
@@ -97,6 +110,12 @@ class Trainer:
         self.elapsed_before = 0.0  # training wall time of earlier processes (resume)
         self._t0 = time.time()
         self.tuning: dict[str, Any] | None = None
+        self.net: torch.nn.Module = model.vae  # what the training forward runs through (DDP when distributed)
+        self.local_gen = self.gen  # draws whose count depends on this rank's share
+        if self.dist.active:
+            distributed.check_config(cfg, self.dist)
+            self.net = distributed.wrap(model.vae, self.device)
+            self.local_gen = torch.Generator(device=self.device)
 
     # -- the run's progress -----------------------------------------------------------------
     @property
@@ -118,7 +137,11 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------
     def next_records(self) -> list:
-        """The next batch of training messages: seeded shuffles, epoch after epoch."""
+        """This rank's share of the next batch of training messages: seeded shuffles, epoch
+        after epoch (every rank draws the same global batch and keeps its positions), or
+        the next records of the stream."""
+        if self.source is not None:
+            return self.source.take(self.cfg.batch_size // self.dist.world)
         out: list = []
         while len(out) < self.cfg.batch_size:
             if self.pos >= len(self.order):
@@ -127,11 +150,23 @@ class Trainer:
             take = self.order[self.pos: self.pos + self.cfg.batch_size - len(out)]
             self.pos += len(take)
             out += [self.train_msgs[i] for i in take]
+        if self.dist.active:
+            out = [out[g] for g in self.dist.positions(len(out), self.step, self.model.config.n_levels)]
         return out
 
+    def positions(self, n_real: int, n_variants: int) -> np.ndarray | None:
+        """Global batch positions of this rank's records and variants (None: one process)."""
+        if not self.dist.active:
+            return None
+        nl, step = self.model.config.n_levels, self.step
+        b, a = self.cfg.batch_size, self.cfg.augment.n_augmented
+        return np.concatenate([self.dist.positions(b, step, nl), self.dist.positions(a, step, nl, b)[:n_variants]])
+
     # -- one step -------------------------------------------------------------------------
-    def betas(self, step: int, n: int, progress: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-        """Per-record beta (n,), per-record level (or None), and the scheduled beta_max."""
+    def betas(self, step: int, n: int, progress: float = 0.0,
+              positions: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """Per-record beta (n,), per-record level (or None), and the scheduled beta_max.
+        `positions`: the records' places in the global batch (data-parallel runs)."""
         beta_max = self.cfg.beta.at(step, progress)
         if self.controller is not None:
             beta_max = self.controller.beta
@@ -140,7 +175,8 @@ class Trainer:
         n_levels = self.model.config.n_levels
         if n_levels == 1:
             return torch.full((n,), beta_max, device=self.device), None, beta_max
-        levels = (torch.arange(n, device=self.device) + step) % n_levels
+        at = torch.arange(n) if positions is None else torch.as_tensor(positions)
+        levels = (at.to(self.device) + step) % n_levels
         table = torch.tensor(level_betas(beta_max, n_levels), device=self.device)
         return table[levels], levels, beta_max
 
@@ -150,20 +186,31 @@ class Trainer:
             group["lr"] = learning_rate(cfg.lr, cfg.lr_decay, cfg.lr_decay_steps, step)
         records = self.next_records()
         n_real = len(records)
+        if self.dist.active:
+            self.local_gen.manual_seed(self.dist.step_seed(cfg.seed, step))
         variants: list = []
         if self.augment.active():
             vae.eval()
-            variants = self.model.decode(self.augment.z, generator=self.gen)
+            z_aug = self.augment.z
+            if self.dist.active:  # this rank's carried latents
+                b = cfg.batch_size
+                z_aug = z_aug[self.dist.positions(len(z_aug), step, self.model.config.n_levels, b) - b]
+            variants = self.model.decode(z_aug, generator=self.local_gen)
         vae.train()
         batch = self.model.codec.encode(records + variants)
+        batch.n_real = n_real
         progress = self.run_progress(step)
-        beta, levels, beta_max = self.betas(step, batch.size, progress)
+        positions = self.positions(n_real, len(variants))
+        beta, levels, beta_max = self.betas(step, batch.size, progress, positions)
         pretrain = ae_pretraining(cfg.objective, step)
         position, period = cfg.ss_period(step, progress)
         opts = DecodeOptions(p_truth(cfg.tuple_sampling, position, period),
                              p_truth(cfg.string_sampling, position, period),
-                             levels, sample_latent=not pretrain, generator=self.gen)
-        out = vae(batch, opts)
+                             levels, sample_latent=not pretrain, generator=self.local_gen)
+        if self.dist.active:
+            opts.noise = self._global_noise(positions) if not pretrain else None
+            distributed.sync_whitening(vae, batch)
+        out = self.net(batch, opts)
         recon = sum(v for k, v in out.terms.items() if k != "kl")
         lat = latent_terms(cfg.objective, out.mu, out.sigma, out.z)
         extras = torch.zeros_like(recon)
@@ -174,18 +221,35 @@ class Trainer:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.clip_norm)
         self.opt.step()
-        vae.update_latent_stats(out.z[:n_real])
+        if self.dist.active:
+            distributed.sync_latent_stats(vae, out.z[:n_real])
+        else:
+            vae.update_latent_stats(out.z[:n_real])
         self._augment_after_step(out.z, n_real, step, progress)
         if self.controller is not None and not pretrain:
-            self.controller.update(float(lat["kl"][:n_real].mean().detach()))
+            kl = float(lat["kl"][:n_real].mean().detach())
+            self.controller.update(distributed.all_mean_float(kl, self.device) if self.dist.active else kl)
         return {"loss": loss.detach(), "recon": recon[:n_real].mean().detach(),
                 "kl": lat["kl"][:n_real].mean().detach(), "beta": torch.tensor(beta_max),
                 "grad_norm": grad_norm.detach()}
+
+    def _global_noise(self, positions: np.ndarray) -> torch.Tensor:
+        """The latent noise a single process would draw for the global batch: this rank's rows."""
+        n = self.cfg.batch_size + (self.cfg.augment.n_augmented if self.augment.active() else 0)
+        eps = torch.randn((n, self.model.latent_dim), generator=self.gen, device=self.device)
+        return eps[torch.as_tensor(positions, device=self.device)]
 
     def _augment_after_step(self, z: torch.Tensor, n_real: int, step: int, progress: float = 0.0) -> None:
         a = self.cfg.augment
         if a.n_augmented <= 0 or step + 1 < a.gen_start_step or progress < a.gen_start_fraction:
             return
+        if self.dist.active:  # every rank updates the carried latents from the global batch
+            nl, b = self.model.config.n_levels, self.cfg.batch_size
+            variants = z[n_real:]
+            z = distributed.gather_rows(z[:n_real], b, step, nl, self.dist)
+            if self.augment.active():
+                z = torch.cat([z, distributed.gather_rows(variants, a.n_augmented, step, nl, self.dist, start=b)])
+            n_real = b
         if not self.augment.active():
             self.augment.start(z[:n_real], self.gen)
         else:
@@ -212,22 +276,30 @@ class Trainer:
         cfg = self.cfg
         t0 = time.time()
         self._t0 = t0
-        log = _Log(self.out_dir)
-        bar = _bar(self.progress, self.step, None if self.budgeted else cfg.steps)
+        main = self.dist.is_main
+        log = _Log(self.out_dir if main else None)
+        bar = _bar(self.progress and main, self.step, None if self.budgeted else cfg.steps)
         stopped = early = False
         evaluated_at = -1
         window_t, window_n = time.time(), 0
+        checkpoint_t = time.time()
         try:
             while self.step < cfg.steps:
-                if should_stop is not None and should_stop():
+                stop = should_stop is not None and should_stop()
+                time_up = bool(cfg.time_budget_s and self.elapsed() > cfg.time_budget_s)
+                if self.dist.active:
+                    stop, time_up = self._agree(stop, time_up)
+                if stop:
                     stopped = True
                     break
-                if cfg.time_budget_s and self.elapsed() > cfg.time_budget_s:
+                if time_up:
                     break  # a budgeted run ends normally, with its final artifact
                 stats = self.train_step()
                 self.step += 1
                 window_n += cfg.batch_size
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    if self.dist.active:
+                        stats = distributed.all_mean(stats, self.device)
                     now = time.time()
                     row = {k: float(v) for k, v in stats.items()}
                     row["records_per_s"] = window_n / max(now - window_t, 1e-9)
@@ -237,19 +309,23 @@ class Trainer:
                     row["eta_s"] = eta
                     window_t, window_n = now, 0
                     if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
-                        row.update(self.evaluate())
+                        if main:
+                            row.update(self.evaluate())
                         evaluated_at = self.step
                         early = self._early_stop(row.get("validation_loss"))
+                        if self.dist.active:
+                            early = bool(distributed.agree([early], self.device)[0])
                     self.last = row
                     log.write(self.step, row)
                     bar.update_to(self.step, row)
                     if on_progress:
                         on_progress({"step": self.step, "steps": cfg.steps, **row})
-                if self.out_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                if self.out_dir and self._checkpoint_due(checkpoint_t):
                     self.save_checkpoint()
+                    checkpoint_t = time.time()
                 if early:
                     break
-            if not stopped and evaluated_at != self.step and self.step > 0:
+            if main and not stopped and evaluated_at != self.step and self.step > 0:
                 # every finished run logs its validation, test and generated loss once at the end
                 final = self.evaluate()
                 self.last = {**self.last, **final}
@@ -265,9 +341,16 @@ class Trainer:
         if self.out_dir:
             self.save_checkpoint()
         wall = time.time() - t0
-        if self.out_dir and not stopped:
+        if self.out_dir and not stopped and main:
             self.finalize(wall)
         return TrainResult(self.step, stopped, early, dict(self.last), wall)
+
+    def _agree(self, stop: bool, time_up: bool) -> tuple[bool, bool]:
+        """Rank 0's stop decisions and clock on every rank: all ranks leave the loop at the
+        same step, and schedules given as fractions of the run see one progress."""
+        stop_f, time_f, elapsed = distributed.agree([stop, time_up, self.elapsed()], self.device)
+        self._t0 = time.time() - (elapsed - self.elapsed_before)
+        return bool(stop_f), bool(time_f)
 
     def _early_stop(self, validation_loss: float | None) -> bool:
         """Early stopping reads the validation loss only (never the test loss)."""
@@ -310,7 +393,8 @@ class Trainer:
             "run_config": self.run_config.to_dict(),
             "validation": validation,
             "summary": {"steps": self.step, "wall_s": round(wall_s, 1), "device": str(self.device),
-                        "train_records": len(self.train_msgs), "validation_records": len(self.val_msgs),
+                        "train_records": self.source.n_train if self.source else len(self.train_msgs),
+                        "validation_records": len(self.val_msgs),
                         "test_records": len(self.test_msgs), "last": self.last},
         })
         if self.tuning is not None:
@@ -320,7 +404,17 @@ class Trainer:
         store.save(self.model, self.out_dir)
 
     # -- checkpoints -------------------------------------------------------------------------
+    def _checkpoint_due(self, last_t: float) -> bool:
+        """Every `checkpoint_every` steps, and at least every `checkpoint_seconds` of training, so
+        that a kill loses little work however slow the steps are."""
+        cfg = self.cfg
+        by_steps = bool(cfg.checkpoint_every) and self.step % cfg.checkpoint_every == 0
+        return by_steps or (cfg.checkpoint_seconds > 0 and time.time() - last_t >= cfg.checkpoint_seconds)
+
     def save_checkpoint(self) -> None:
+        """Rank 0's (every rank holds the same state: parameters, optimizer, data order)."""
+        if not self.dist.is_main:
+            return
         meta_opt, tensors = ckpt.optimizer_state(self.opt)
         tensors["rng.torch"] = self.gen.get_state()
         tensors.update(self.augment.state())
@@ -338,14 +432,22 @@ class Trainer:
     def resume(cls, out_dir: str | Path, train_records: Sequence[Any], test_records: Sequence[Any] | None = None,
                cfg: TrainConfig | None = None, progress: bool = True,
                validation_records: Sequence[Any] | None = None,
-               validation_info: dict[str, Any] | None = None) -> "Trainer":
-        """Continue from `out_dir/checkpoint`; `cfg` may extend `steps` (other fields should match)."""
+               validation_info: dict[str, Any] | None = None, dist: Dist | None = None) -> "Trainer":
+        """Continue from `out_dir/checkpoint`; `cfg` may extend `steps` (other fields should match).
+        The number of processes may differ from the run that wrote it (rank 0 reads it and
+        sends it to the others)."""
         out_dir = Path(out_dir)
-        device = resolve_device(cfg.device if cfg else "auto")
-        model, meta, tensors = ckpt.load_checkpoint(out_dir / CHECKPOINT_DIR, device)
+        dist = dist or Dist()
+        device = dist.device(resolve_device(cfg.device if cfg else "auto"))
+        where = out_dir / CHECKPOINT_DIR
+        local = distributed.share_directory(where, dist) if dist.active else where
+        try:
+            model, meta, tensors = ckpt.load_checkpoint(local, device)
+        finally:
+            distributed.remove_shared(local, where)
         cfg = cfg or from_dict(TrainConfig, meta["run_config"]["train"])
         t = cls(model, cfg, train_records, test_records, out_dir, progress, RunConfig(model.config, cfg),
-                validation_records=validation_records, validation_info=validation_info)
+                validation_records=validation_records, validation_info=validation_info, dist=dist)
         ckpt.load_optimizer_state(t.opt, meta["optimizer"], tensors)
         t.gen.set_state(tensors["rng.torch"])
         t.rng.bit_generator.state = meta["numpy_rng"]
@@ -357,6 +459,8 @@ class Trainer:
         t.augment.load(tensors, t.device)
         if t.controller and meta.get("controller"):
             t.controller.load_state_dict(meta["controller"])
+        if t.source is not None:  # the stream's place follows from the step
+            t.source.seek(t.step * (cfg.batch_size // dist.world))
         return t
 
 

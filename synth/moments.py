@@ -1,0 +1,59 @@
+"""Running mean and covariance of a stream of rows, in memory that does not grow with the stream.
+
+`synth.fitstats` needs the mean and covariance of every scalar field (the initial
+whitening statistics); a training file larger than memory cannot be held as rows. Rows
+are gathered in chunks of `CHUNK` and each chunk is merged into the running moments
+with Chan, Golub and LeVeque's pairwise update, which stays as exact as a two-pass
+computation (no sum-of-squares cancellation for values with a large offset).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+CHUNK = 4096
+
+
+class RunningMoments:
+    """Mean and sample covariance (ddof 1, like `numpy.cov`) of rows of equal length."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None  # sum of outer products of deviations from the mean
+        self.absmax = 0.0  # for the fallback scale when the moments overflow float64
+        self._rows: list[Sequence[float]] = []
+
+    def add(self, row: Sequence[float]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        x = np.asarray(self._rows, dtype=np.float64)
+        self._rows = []
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.absmax = max(self.absmax, float(np.abs(x).max()))
+            mean_b = x.mean(0)
+            dev = x - mean_b
+            m2_b = dev.T @ dev
+            if self.mean is None:
+                self.n, self.mean, self.m2 = len(x), mean_b, m2_b
+                return
+            n_a, n_b = self.n, len(x)
+            n = n_a + n_b
+            delta = mean_b - self.mean
+            self.mean = self.mean + delta * (n_b / n)
+            self.m2 = self.m2 + m2_b + np.outer(delta, delta) * (n_a * n_b / n)
+            self.n = n
+
+    def result(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean (k,), covariance (k, k)), or None for fewer than two rows."""
+        self._flush()
+        if self.n < 2 or self.mean is None or self.m2 is None:
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.mean.copy(), np.atleast_2d(self.m2 / (self.n - 1))
