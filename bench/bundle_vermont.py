@@ -1,10 +1,10 @@
 """Build the bundled pretrained Vermont address model (`synth/pretrained/vermont-address`).
 
-    python bench/bundle_vermont.py --minutes 60          # train the `best` regime, then bundle it
-    python bench/bundle_vermont.py --from-run runs/bench/best   # bundle an existing benchmark run
+    python bench/bundle_vermont.py --minutes 15          # train the default recipe, then bundle it
+    python bench/bundle_vermont.py --from-run runs/bench/default   # bundle an existing benchmark run
 
-Training uses bench/configs/best.toml on the benchmark's training split (see
-bench/vermont.py). The artifact is copied without its checkpoint and logs, then scored
+Training uses the default recipe (bench/configs/default.toml: `synth train` with no
+--config) on the benchmark's training split (see bench/vermont.py). The artifact is copied without its checkpoint and logs, then scored
 with `synth evaluate` (10,000 samples); the numbers go to docs/benchmarks.md and into
 the artifact's manifest (`metadata.metrics`), where the server shows them.
 """
@@ -41,7 +41,7 @@ def write_doc(report: dict, command: str, device: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--from-run", help="bundle this run directory instead of training")
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--device", default="cpu")
@@ -49,8 +49,8 @@ def main() -> None:
     if a.from_run:
         run_dir = Path(a.from_run)
     else:
-        run_regime("best", a.minutes, a.device, a.samples, ROOT / "runs/bench")
-        run_dir = ROOT / "runs/bench/best"
+        run_regime("default", a.minutes, a.device, a.samples, ROOT / "runs/bench")
+        run_dir = ROOT / "runs/bench/default"
     bundle(run_dir)
     model = store.load("vermont-address")
     train, test = benchmark_data()

@@ -39,6 +39,13 @@ class Batch:
     size: int
     nodes: dict[str, NodeData] = field(default_factory=dict)
     strings: dict[str, StringPack] = field(default_factory=dict)
+    # Records [0, n_real) are training data; later ones are generated variants (augmented
+    # training). Only real records may move data statistics such as the whitening.
+    n_real: int | None = None
+
+    def real_rows(self, root: np.ndarray) -> np.ndarray:
+        """Mask of the instances (by their record index `root`) that come from real records."""
+        return np.ones(len(root), dtype=bool) if self.n_real is None else root < self.n_real
 
 
 def pack_strings(per_node: dict[str, list[bytes]]) -> StringPack:

@@ -82,6 +82,22 @@ class Condition:
                 out.add(t.node.path)
         return frozenset(out)
 
+    def partial_nodes(self) -> dict[str, tuple[list[int], list[float]]]:
+        """ScalarTuple node path -> (member indices, fixed values) for each tuple only some of
+        whose fields are fixed (`where lat=44.48` on a (lat, lon) tuple): the decoder draws the
+        other members from its Gaussian conditioned on these."""
+        out: dict[str, tuple[list[int], list[float]]] = {}
+        full = self.fixed_nodes()
+        for path, t in self.paths.items():
+            if t.node.path in full:
+                continue
+            prefix = path.rsplit(".", 1)[0] + "." if "." in path else ""
+            members = [prefix + f.name for f in kind_of(t.node).where_fields(t.node)]
+            if len(members) > 1 and t.node.path not in out:
+                idx = [i for i, m in enumerate(members) if m in self.paths]
+                out[t.node.path] = (idx, [float(_get(self.message, members[i])) for i in idx])
+        return out
+
     def forced_presence(self) -> frozenset[str]:
         out = {p for t in self.paths.values() for p in t.presence}
         out |= {p for t in self.paths.values() for p in kind_of(t.node).presence_paths(t.node)}

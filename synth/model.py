@@ -23,6 +23,8 @@ from synth.model_config import ModelConfig
 from synth.condition import parse_where
 from synth.errors import InvalidArgument
 from synth.latent_prior import Mixture, fit_mixture, sample_mixture
+from synth.nn import rowwise
+from synth.nn.draws import RowStreams
 from synth.fitstats import FitStats, fit_stats
 from synth.plan import TupleNode
 from synth.records import to_messages
@@ -31,6 +33,10 @@ from synth.schema.tree import build_tree
 from synth.vae import DecodeOptions, RecordVAE
 
 CHUNK = 1024  # records per forward pass in inference helpers
+# Sample requests of at most this many records are generated with row-invariant kernels
+# (synth/nn/rowwise.py) and per-request random streams, alone or merged with others
+# (`sample_many`), so that a micro-batching server gives the same records either way.
+EXACT_ROWS = 16
 
 
 @dataclass
@@ -130,7 +136,7 @@ class Model:
             return empty, empty.clone()
         return torch.cat(mus), torch.cat(sigmas)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, z: Any, temperature: float | None = None, greedy: bool = False,
                seed: int | None = None, generator: torch.Generator | None = None) -> list[Message]:
         """Latents (n, latent_dim) -> records. Deterministic with greedy=True or a seed."""
@@ -193,17 +199,54 @@ class Model:
         where: {field path: value} conditions (see synth.condition); every record
         satisfies them exactly, and the other fields are drawn conditioned on them.
         """
+        if not where and 0 <= n <= EXACT_ROWS:
+            return self.sample_many([(n, seed)], temperature, greedy)[0]
         g = self.generator(seed)
         temperature = self.config.sample_temperature if temperature is None else temperature
         if not where:
             return self.decode(self.sample_latents(n, g), temperature, greedy, generator=g)
         return self._sample_where(n, g, temperature, greedy, where, max(1, candidates))
 
+    @torch.inference_mode()
+    def sample_many(self, requests: Sequence[tuple[int, int | None]], temperature: float | None = None,
+                    greedy: bool = False) -> list[list[Message]]:
+        """Several small sample requests (n, seed) in one model call: request k gets exactly
+        the records `sample(n_k, seed_k)` gives, whatever else is in the call.
+
+        Each request draws its latents and every later random number from its own
+        generator (synth.nn.draws.RowStreams), and the call runs with row-invariant
+        kernels (synth.nn.rowwise), so no row depends on its neighbours. For requests of
+        at most EXACT_ROWS records (synth/service/batcher.py merges those).
+        """
+        sizes = [int(n) for n, _ in requests]
+        if any(n < 0 or n > EXACT_ROWS for n in sizes):
+            raise InvalidArgument(f"sample_many takes requests of 0 to {EXACT_ROWS} records, got {sizes}")
+        temperature = self.config.sample_temperature if temperature is None else temperature
+        gens = [self.generator(seed) for _, seed in requests]
+        out: list[list[Message]] = [[] for _ in requests]
+        live = [k for k, n in enumerate(sizes) if n]
+        if not live:
+            return out
+        z = torch.cat([self.sample_latents(sizes[k], gens[k]) for k in live]).to(self.device)
+        streams = RowStreams([gens[k] for k in live], np.repeat(np.arange(len(live)), [sizes[k] for k in live]))
+        if self.vae.training:  # (eval() walks every module: not on every small request)
+            self.vae.eval()
+        with rowwise.row_invariant():
+            batch = self.vae.generate(z, temperature, greedy, None, reencode=self.reencode, streams=streams)
+        records = self.codec.decode(batch)
+        start = 0
+        for k in live:
+            out[k] = records[start: start + sizes[k]]
+            start += sizes[k]
+        return out
+
     @torch.no_grad()
     def _sample_where(self, n: int, g: torch.Generator, temperature: float, greedy: bool,
                       where: dict[str, Any], candidates: int) -> list[Message]:
         cond = parse_where(where, self.plan, self.message_class)
         fixed = cond.fixed_nodes()
+        partial = {p: (torch.tensor(i, dtype=torch.long), torch.tensor(v, dtype=torch.float64, device=self.device))
+                   for p, (i, v) in cond.partial_nodes().items()}
         self.vae.eval()
         # The conditioning record: a generated (so valid) record with the fixed values written
         # in; the schema's defaults are not always values the model knows (categorical ints).
@@ -212,28 +255,28 @@ class Model:
         cond.message = anchor
         _, enc = self.vae.encode(self.codec.encode([anchor]))
         embeddings = {p: enc[p] for p in fixed}  # (1, D) each
-        draw = self._conditioned_prior(cond, fixed)
+        draw = self._conditioned_prior(cond, fixed, partial)
         out: list[Message] = []
         per_chunk = max(1, CHUNK // candidates)
         for start in range(0, n, per_chunk):
             k = min(per_chunk, n - start)
             z = draw(k * candidates, g)
-            if fixed:
+            if fixed or partial:
                 ll = self.vae.fixed_loglik(self.codec.encode([cond.message] * (k * candidates)),
-                                           z.to(self.device), fixed)
+                                           z.to(self.device), fixed, partial)
                 pick = torch.multinomial(torch.softmax(ll.view(k, candidates).double(), 1), 1, generator=g)
                 z = z.view(k, candidates, -1)[torch.arange(k), pick[:, 0].cpu()]
             else:
                 z = z[:k]
             batch = self.vae.generate(z.to(self.device), temperature, greedy, g, embeddings,
-                                      cond.forced_presence(), self.reencode)
+                                      cond.forced_presence(), self.reencode, partial)
             records = self.codec.decode(batch)
             for r in records:
                 cond.apply(r)
             out += records
         return out
 
-    def _conditioned_prior(self, cond, fixed: frozenset[str]):
+    def _conditioned_prior(self, cond, fixed: frozenset[str], partial: dict):
         """A latent sampler that already favours the condition, where the prior allows it.
 
         With a mixture prior, each component is reweighted by the decoder's likelihood of
@@ -241,10 +284,10 @@ class Model:
         the regions of latent space that produce them; the per-record resampling then
         refines within those. With the single-Gaussian prior, draws are unconditioned.
         """
-        if not fixed or not self.vae.prior_weights.numel():
+        if not (fixed or partial) or not self.vae.prior_weights.numel():
             return self.sample_latents
         means = self.vae.prior_means
-        ll = torch.cat([self.vae.fixed_loglik(self.codec.encode([cond.message] * len(chunk)), chunk, fixed)
+        ll = torch.cat([self.vae.fixed_loglik(self.codec.encode([cond.message] * len(chunk)), chunk, fixed, partial)
                         for chunk in means.split(CHUNK)])
         logw = torch.log(self.vae.prior_weights.double()) + ll.double()
         mix = Mixture(torch.softmax(logw, 0).float(), means, self.vae.prior_stds * self.config.latent_temperature)
@@ -268,7 +311,13 @@ class Model:
             z = slerp(mu[0], mu[1], t)
         else:
             raise InvalidArgument(f"method must be 'linear' or 'slerp', not {method!r}")
-        return self.decode(z, greedy=greedy, seed=seed), z
+        records = self.decode(z, greedy=greedy, seed=seed)
+        # The path runs between the records the caller gave: its ends are those records
+        # themselves, not their reconstructions (which may differ in a character or a digit).
+        ends = self.messages([a, b])
+        for i, end in ((0, ends[0]), (-1, ends[1])):
+            records[i].CopyFrom(end)
+        return records, z
 
     @torch.no_grad()
     def loss(self, records: Sequence[Any], beta: float = 1.0, p_truth_tuple: float = 1.0,

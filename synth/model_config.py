@@ -18,12 +18,20 @@ if TYPE_CHECKING:
     from synth.nn.gru import GRUConfig
     from synth.schema.tree import SchemaOptions
 
-__all__ = ["ModelConfig"]
+__all__ = ["ModelConfig", "PAPER", "LEGACY"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that shapes the module tree. Defaults are the paper's (appendix B)."""
+    """Everything that shapes the module tree.
+
+    The sizes and initialisations are the paper's (appendix B). The recipe defaults
+    (`auto_categorical`, `categorical_escape`, `field_order`, `scalar_likelihood`,
+    `generation_feedback`) are our automatic recipe, chosen from the data at compile
+    time; `PAPER` lists the settings that give the paper's model instead. A manifest
+    written before a setting existed reads it as `LEGACY` says, so old artifacts rebuild
+    the model they were trained as.
+    """
 
     latent_dim: int = 128  # every module's embedding size, and the latent size
     char_dim: int = 16
@@ -39,6 +47,21 @@ class ModelConfig:
     share_message_modules: bool = True  # one Tuple per message type (needed for recursion)
     max_recursion: int = 3  # occurrences of one message type on a path
     int_categorical_max: int = 16  # ints with at most this many distinct values are categorical
+    # Strings with a closed vocabulary become categorical leaves: the values seen at least
+    # `categorical_min_count` times cover `categorical_min_coverage` of the training values
+    # (docs/model.md, "Automatic leaf kinds"). Open text (names, streets) stays a char-RNN.
+    auto_categorical: bool = True
+    categorical_min_count: int = 2
+    categorical_min_coverage: float = 0.95
+    # A categorical string or int leaf has one more class, "other", whose value is modelled
+    # by the kind the field would have had (characters, a number): rare values train it,
+    # and any valid value encodes, so encode, reconstruct and `where` accept unseen values.
+    categorical_escape: bool = True
+    # The order in which a message's decoder generates its fields: "declared" (the proto's,
+    # paper) or "auto" (categorical leaves by number of classes, then numbers, then text,
+    # then nested and repeated fields), so that free text is conditioned on the fields it
+    # depends on. Records are always written in the proto's field order.
+    field_order: str = "auto"
     # Per-field choice, overriding the automatic one: {"path.or.Type.field": "categorical"|"number"};
     # integer fields take either, string fields "categorical" (a softmax over the training values)
     field_overrides: dict[str, str] = field(default_factory=dict)
@@ -50,10 +73,10 @@ class ModelConfig:
     # (characters, categories, Gaussian scalars) and the scale of the latent noise.
     sample_temperature: float = 1.0
     latent_temperature: float = 1.0
-    scalar_likelihood: str = "mse"  # "mse" (paper) or "gaussian" (learned spread; see ScalarTuple)
+    scalar_likelihood: str = "gaussian"  # "gaussian" (learned spread; see ScalarTuple) or "mse" (paper)
     # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
     # or the encoder's embedding of the leaf value actually drawn ("reencoded").
-    generation_feedback: str = "emitted"
+    generation_feedback: str = "reencoded"
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,6 +86,12 @@ class ModelConfig:
             problems.append(Violation("generation_feedback", "must be 'emitted' or 'reencoded'"))
         if not (self.sample_temperature > 0 and self.latent_temperature > 0):
             problems.append(Violation("sample_temperature", "temperatures must be > 0"))
+        if self.field_order not in ("declared", "auto"):
+            problems.append(Violation("field_order", "must be 'declared' or 'auto'"))
+        if self.categorical_min_count < 1:
+            problems.append(Violation("categorical_min_count", "must be >= 1"))
+        if not 0.0 < self.categorical_min_coverage <= 1.0:
+            problems.append(Violation("categorical_min_coverage", "must be in (0, 1]"))
         if self.n_levels < 1 or self.latent_dim < 1:
             problems.append(Violation("n_levels", "n_levels and latent_dim must be >= 1"))
         if problems:
@@ -77,3 +106,16 @@ class ModelConfig:
         from synth.nn.gru import GRUConfig
 
         return GRUConfig(alpha=self.celu_alpha, cap=self.celu_cap)
+
+
+# The settings that give the paper's model (Chou & Hathi 2019, appendix B) rather than the
+# automatic recipe: every string a character RNN, fields in declared order, a point
+# estimate for floats, the emitted embedding fed back. bench/configs/paper*.toml use them.
+PAPER: dict[str, object] = {
+    "auto_categorical": False, "categorical_escape": False, "field_order": "declared",
+    "scalar_likelihood": "mse", "generation_feedback": "emitted",
+}
+
+# What a manifest that predates a setting meant by its absence (artifact format 1 from
+# protosynth 0.2.0 and earlier): the defaults of the time, which were the paper's.
+LEGACY: dict[str, object] = dict(PAPER)

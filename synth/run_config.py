@@ -19,7 +19,7 @@ from synth.errors import ConfigError, Violation
 from synth.model_config import ModelConfig
 from synth.train.config import RunConfig, TrainConfig
 
-__all__ = ["RunConfig", "load_run_config", "parse_run_config", "run_config_from_dict"]
+__all__ = ["RunConfig", "load_run_config", "parse_run_config", "parse_toml", "run_config_from_dict"]
 
 TABLES = ("model", "train")
 
@@ -55,6 +55,11 @@ def run_config_from_dict(data: Mapping[str, Any] | None, **train_overrides: Any)
 def parse_run_config(text: str | bytes | None, name: str = "config", **train_overrides: Any) -> RunConfig:
     """A run config from run.toml text (empty or None: all defaults). `name` locates
     TOML syntax errors (the file name, or `config` for an upload)."""
+    return run_config_from_dict(parse_toml(text, name), **train_overrides)
+
+
+def parse_toml(text: str | bytes | None, name: str = "config") -> dict[str, Any]:
+    """run.toml text as a plain table, before any type check (the service bounds its numbers first)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -66,7 +71,7 @@ def parse_run_config(text: str | bytes | None, name: str = "config", **train_ove
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError("the config is not valid TOML", [Violation(name, str(e))]) from e
-    return run_config_from_dict(data, **train_overrides)
+    return data
 
 
 def load_run_config(source: str | Path | Mapping[str, Any] | RunConfig | None = None,

@@ -25,6 +25,7 @@ from torch import nn
 from synth.batch import Batch, NodeData, tensor
 from synth.kinds import kind_of
 from synth.model_config import ModelConfig
+from synth.nn.draws import RowStreams
 from synth.nn.stdnet import StdNet
 from synth.plan import Node, TupleNode, walk
 
@@ -38,7 +39,12 @@ class DecodeOptions:
     levels: torch.Tensor | None = None  # (B,) std-network index per record (multiscale)
     sample_latent: bool = True  # False: decode from mu (deterministic evaluation)
     generator: torch.Generator | None = None
+    # (B, D) latent noise chosen by the caller instead of drawn here: data-parallel training
+    # draws the global batch's noise on every rank and passes each rank its rows
+    noise: torch.Tensor | None = None
     fixed_paths: frozenset[str] = frozenset()  # Tuple children always fed their true embedding
+    # ScalarTuple path -> (member indices, values (k_fixed,)): score only those members
+    partial: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,9 +131,15 @@ class RecordVAE(nn.Module):
     @torch.no_grad()
     def update_latent_stats(self, z: torch.Tensor) -> None:
         z = z.detach().to(torch.float64)
+        self.apply_latent_moments(z.mean(0), (z.T @ z) / z.shape[0])
+
+    @torch.no_grad()
+    def apply_latent_moments(self, mean: torch.Tensor, second: torch.Tensor) -> None:
+        """One moving-average step from a batch's mean (D,) and second moment (D, D), float64
+        (data-parallel training passes the global batch's, so every rank keeps the same)."""
         a = self.cfg.latent_stats_decay
-        self.latent_m1.mul_(a).add_((1 - a) * z.mean(0))
-        self.latent_m2.mul_(a).add_((1 - a) * (z.T @ z) / z.shape[0])
+        self.latent_m1.mul_(a).add_((1 - a) * mean)
+        self.latent_m2.mul_(a).add_((1 - a) * second)
         self.latent_steps.add_(1)
 
     def set_prior(self, weights: torch.Tensor, means: torch.Tensor, stds: torch.Tensor) -> None:
@@ -154,7 +166,8 @@ class RecordVAE(nn.Module):
         mu, enc = self.encode(batch)
         sigma = self.sigma(mu, opts.levels)
         if opts.sample_latent:
-            eps = torch.randn(mu.shape, generator=opts.generator, device=mu.device)
+            eps = opts.noise if opts.noise is not None else torch.randn(
+                mu.shape, generator=opts.generator, device=mu.device)
             z = mu + sigma * eps
         else:
             z = mu
@@ -181,15 +194,19 @@ class RecordVAE(nn.Module):
 
     # -- generation ------------------------------------------------------------------------
     @torch.no_grad()
-    def fixed_loglik(self, batch: Batch, z: torch.Tensor, paths: frozenset[str]) -> torch.Tensor:
+    def fixed_loglik(self, batch: Batch, z: torch.Tensor, paths: frozenset[str],
+                     partial: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
         """log p(fixed values | z) per row (B,): the decoder's likelihood of the fixed fields.
 
         `batch` holds the conditioning record once per row of z. The fixed Tuple
-        children are teacher-forced; everything else is decoded freely.
+        children are teacher-forced; everything else is decoded freely. `partial`: the
+        ScalarTuples with only some members fixed, scored by those members' marginal.
         """
         mu, enc = self.encode(batch)
         losses = Losses(batch.size, z.device)
-        self.decode_losses(batch, z, enc, DecodeOptions(0.0, 1.0, fixed_paths=paths), losses)
+        partial = partial or {}
+        self.decode_losses(batch, z, enc, DecodeOptions(0.0, 1.0, fixed_paths=paths, partial=partial), losses)
+        paths = paths | frozenset(partial)
         total = torch.zeros(batch.size, device=z.device)
         for name, v in losses.terms.items():
             path, _, kind = name.rpartition("/")
@@ -202,15 +219,19 @@ class RecordVAE(nn.Module):
     def generate(self, z: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
                  generator: torch.Generator | None = None,
                  fixed: dict[str, torch.Tensor] | None = None,
-                 force_present: frozenset[str] = frozenset(), reencode: bool = False) -> Batch:
+                 force_present: frozenset[str] = frozenset(), reencode: bool = False,
+                 partial: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 streams: RowStreams | None = None) -> Batch:
         """Decode latents (B, D) into a Batch of values (numpy) for the codec.
 
         fixed: node path -> encoder embeddings (B, D) of values fixed by a condition;
         the Tuple decoder is teacher-forced with them (conditional sampling).
+        streams: one generator per request when z holds several requests' rows
+        (synth.nn.draws); `generator` is then unused.
         """
         batch = Batch(z.shape[0])
         pending: dict[str, list[tuple[Node, torch.Tensor]]] = {}
-        g = _Gen(temperature, greedy, generator, fixed or {}, force_present, reencode)
+        g = _Gen(temperature, greedy, generator, fixed or {}, force_present, reencode, partial or {}, streams)
         self.generate_node(self.plan, z, np.arange(z.shape[0]), batch, g, pending)
         for module, items in pending.items():  # deferred batched work, one call per module
             kind_of(items[0][0]).flush_generate(self, module, items, batch, g)
@@ -232,3 +253,10 @@ class _Gen:
     fixed: dict[str, torch.Tensor]
     force_present: frozenset[str]
     reencode: bool = False
+    partial: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    streams: RowStreams | None = None
+
+    def rng(self, root: np.ndarray):
+        """What a node's random draws come from: its instances' request streams (their
+        records are `root`), or the one generator."""
+        return self.streams.bind(root) if self.streams is not None else self.generator

@@ -168,3 +168,26 @@ def test_where_conditions_the_sample_not_only_overwrites_it(model, vermont):
     assert p_cond.mean >= 0.3, p_cond.mean
     assert p_over.mean <= 0.05, p_over.mean
     assert p_cond.mean - p_over.mean >= 0.25, (p_cond.mean, p_over.mean)
+
+
+def test_where_on_one_coordinate_conditions_the_other_and_the_town(model, vermont):
+    """`where lat=44.48` fixes one member of the (lat, lon) ScalarTuple: the postcodes drawn are
+    those at that latitude (Burlington's 05401, Essex, Stowe...), not the state at large."""
+    import statistics
+
+    train, _ = vermont
+    lats: dict[str, list[float]] = defaultdict(list)
+    for r in train:
+        lats[r["postcode"]].append(r["lat"])
+    near = {z for z, v in lats.items() if abs(statistics.median(v) - 44.48) < 0.1}
+
+    def share_near(records) -> float:
+        return sum(r.postcode in near for r in records) / len(records)
+
+    conditioned = model.sample(200, seed=0, where={"lat": 44.48})
+    assert all(r.lat == 44.48 for r in conditioned)
+    free = model.sample(200, seed=0)
+    assert share_near(conditioned) >= 0.6, share_near(conditioned)
+    assert share_near(conditioned) >= 2 * share_near(free), (share_near(conditioned), share_near(free))
+    # the other coordinate follows: within Vermont's width at that latitude, not at the origin
+    assert -73.5 < statistics.median(r.lon for r in conditioned) < -71.5

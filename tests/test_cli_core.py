@@ -15,6 +15,8 @@ from synth.cli import main
 from synth.io import read_records
 from synth.model import Model
 
+PAPER_TOML = Path(__file__).resolve().parents[1] / "bench" / "configs" / "paper.toml"
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
@@ -31,7 +33,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 # -- inspect (the paper's configuration) ------------------------------------------------------------
 def test_inspect_address_is_the_papers_model(capsys):
-    code, out, err = run(capsys, "inspect", ADDRESS_PROTO, "--message", "Address")
+    code, out, err = run(capsys, "inspect", ADDRESS_PROTO, "--message", "Address", "--config", PAPER_TOML)
     assert code == 0, err
     lines = out.splitlines()
     assert "Tuple(synth.examples.Address, 8 children)" in lines[0]
@@ -51,7 +53,9 @@ def test_inspect_address_is_the_papers_model(capsys):
     m = re.search(r"latent: 128-dim;\s+total parameters: ([\d,]+)", out)
     assert m, out
     total = int(m.group(1).replace(",", ""))
-    assert total == Model.create(ADDRESS_PROTO, "Address").n_parameters() == 2_808_467
+    from synth.model_config import PAPER, ModelConfig
+
+    assert total == Model.create(ADDRESS_PROTO, "Address", config=ModelConfig(**PAPER)).n_parameters() == 2_808_467
 
 
 def test_inspect_with_config_and_data(capsys, tmp_path):

@@ -17,6 +17,13 @@ from synth.schema.tree import INT_RANGES
 from synth.plan import CategoricalNode, NumberNode, walk
 
 
+CITY_PROTO = """
+syntax = "proto3";
+package city;
+message Row { string street = 1; string city = 2; }
+"""
+
+
 def make_model(text: str, message: str, records: list, **cfg):
     return Model.create(schema(text, message), records=records, config=tiny(**cfg))
 
@@ -315,12 +322,30 @@ def test_enum_value_not_in_model_classes_is_a_data_error():
     assert "record[1].v" in str(e.value)
 
 
-def test_categorical_int_value_not_seen_is_a_data_error():
+def test_categorical_int_value_not_seen_is_a_data_error_without_the_escape():
     cls = schema(TYPES_PROTO, "Int32s").message_class
-    model = make_model(TYPES_PROTO, "Int32s", [cls(v=1), cls(v=2)])
+    model = make_model(TYPES_PROTO, "Int32s", [cls(v=1), cls(v=2)], categorical_escape=False)
     with pytest.raises(DataError) as e:
         model.codec.encode([cls(v=3)])
     assert [v.path for v in e.value.violations] == ["record[0].v"]
+
+
+def test_unseen_and_empty_values_go_through_the_escape_and_round_trip():
+    """With the escape (the default), a categorical int or string takes any valid value:
+    classes for the frequent ones, the field's own model (number, characters) for the rest."""
+    ints = schema(TYPES_PROTO, "Int32s").message_class
+    model = make_model(TYPES_PROTO, "Int32s", [ints(v=v) for v in (1, 1, 2, 2, 7)])
+    v = next(n for n in walk(model.plan) if n.path == "v")
+    assert type(v).__name__ == "CategoricalNode" and v.classes == [1, 2, 7] and v.other is not None
+    assert [m.v for m in roundtrip(model, [ints(v=x) for x in (1, 3, 2, -40, 7)])] == [1, 3, 2, -40, 7]
+    strings = [{"city": c, "street": f"{i} main st"} for i, c in enumerate(["a", "b"] * 10 + ["c"])]
+    model = make_model(CITY_PROTO, "Row", strings)
+    city = next(n for n in walk(model.plan) if n.path == "city")
+    assert city.classes == ["a", "b"] and type(city.other).__name__ == "StringNode"
+    assert type(next(n for n in walk(model.plan) if n.path == "street")).__name__ == "StringNode"
+    probe = [{"city": c, "street": "x"} for c in ("a", "", "never seen", "b", "c")]
+    assert [m.city for m in roundtrip(model, probe)] == ["a", "", "never seen", "b", "c"]
+    model.encode(probe)  # and the VAE embeds them
 
 
 def test_nan_and_inf_are_data_errors_with_the_path():

@@ -60,7 +60,9 @@ def test_gaussian_scalar_tuple_samples_with_the_predicted_covariance():
 
 
 def test_strings_can_be_modelled_as_categories():
-    cfg = ModelConfig(latent_dim=16, char_dim=8, field_overrides={"city": "categorical", "zip": "categorical"})
+    # the overrides alone (no automatic kinds) and no escape: the vocabulary is closed
+    cfg = ModelConfig(latent_dim=16, char_dim=8, field_overrides={"city": "categorical", "zip": "categorical"},
+                      auto_categorical=False, categorical_escape=False)
     model = Model.create(PROTO, "Place", records=places(), config=cfg)
     cats = {n.path: n for n in walk(model.plan) if isinstance(n, CategoricalNode)}
     assert sorted(cats) == ["city", "zip"]
@@ -95,7 +97,7 @@ def test_model_config_is_validated():
 
 def test_reencoded_feedback_generates_valid_deterministic_records():
     cfg = ModelConfig(latent_dim=16, char_dim=8, generation_feedback="reencoded", scalar_likelihood="gaussian",
-                      field_overrides={"city": "categorical"})
+                      field_overrides={"city": "categorical"}, categorical_escape=False)
     model = Model.create(PROTO, "Place", records=places(), config=cfg)
     a = [r.SerializeToString() for r in model.sample(50, seed=3)]
     b = [r.SerializeToString() for r in model.sample(50, seed=3)]
@@ -158,3 +160,49 @@ def test_generation_defaults_come_from_the_model_config():
     flat = Model.create(PROTO, "Place", records=places(), config=ModelConfig(**base, latent_temperature=1e-6))
     z = flat.sample_latents(50, torch.Generator().manual_seed(0))
     assert torch.allclose(z, z[:1].expand_as(z), atol=1e-4)  # no latent noise: every draw at the mean
+
+
+def _correlated_scalar_tuple() -> ScalarTuple:
+    """A 3-member gaussian ScalarTuple with a non-trivial whitening and a correlated output."""
+    g = torch.Generator().manual_seed(0)
+    st = ScalarTuple(3, ScalarTupleConfig(dim=4, likelihood="gaussian"), mean=[44.0, -72.5, 10.0],
+                     cov=[[0.09, 0.05, 0.0], [0.05, 0.16, 0.02], [0.0, 0.02, 4.0]])
+    with torch.no_grad():
+        for p in (st.dec.weight, st.dec.bias, st.scale.weight, st.scale.bias):
+            p.copy_(0.5 * torch.randn(p.shape, generator=g))
+    return st
+
+
+def test_a_condition_on_some_scalar_tuple_members_draws_the_others_from_their_conditional():
+    """where lat=... on (lat, lon, elevation): the textbook Gaussian conditional, computed here in numpy."""
+    import numpy as np
+
+    st = _correlated_scalar_tuple()
+    emb = torch.full((40000, 4), 0.3)
+    with torch.no_grad():
+        mean, cov = (t[0].numpy() for t in st.value_distribution(emb[:1]))
+    fixed, free = [0], [1, 2]
+    value = mean[0] + 0.2  # off the unconditional mean, so the shift is visible
+    gain = cov[np.ix_(free, fixed)] @ np.linalg.inv(cov[np.ix_(fixed, fixed)])
+    want_mean = mean[free] + gain @ (np.array([value]) - mean[fixed])
+    want_cov = cov[np.ix_(free, free)] - gain @ cov[np.ix_(fixed, free)]
+
+    draws = st.decode_given(emb, torch.tensor(fixed), torch.tensor([value]),
+                            generator=torch.Generator().manual_seed(1)).numpy()
+    assert (draws[:, 0] == value).all()  # the fixed member is exactly the condition
+    assert np.allclose(draws[:, free].mean(0), want_mean, atol=4 * np.sqrt(np.diag(want_cov) / len(draws)))
+    assert np.allclose(np.cov(draws[:, free].T), want_cov, rtol=0.05, atol=1e-4)
+    greedy = st.decode_given(emb[:2], torch.tensor(fixed), torch.tensor([value]), greedy=True).numpy()
+    assert np.allclose(greedy[:, free], want_mean, rtol=1e-6)
+
+
+def test_the_marginal_likelihood_of_some_members_is_the_gaussian_marginal():
+    st = _correlated_scalar_tuple()
+    emb = torch.randn(5, 4, generator=torch.Generator().manual_seed(2))
+    mean, cov = st.value_distribution(emb)
+    values = torch.tensor([44.1, 9.0], dtype=torch.float64)
+    fixed = torch.tensor([0, 2])
+    ref = torch.distributions.MultivariateNormal(mean[:, fixed], cov[:, fixed][:, :, fixed]).log_prob(values)
+    nll = st.marginal_nll(emb, fixed, values).double()
+    # the same up to the dropped constant (k/2) log(2 pi), row by row
+    torch.testing.assert_close(-nll - ref, torch.full((5,), math.log(2 * math.pi), dtype=torch.float64), atol=1e-3, rtol=0)

@@ -178,9 +178,15 @@ class Kind:
                        batch: Batch, g: _Gen) -> None:
         raise NotImplementedError(type(self).__name__)
 
-    def encode_values(self, vae: RecordVAE, node: Node, data: NodeData) -> torch.Tensor:
-        """For leaves: encoder embeddings (n, D) of generated values."""
+    def encode_values(self, vae: RecordVAE, node: Node, data: NodeData, batch: Batch) -> torch.Tensor:
+        """For leaves: encoder embeddings (n, D) of generated values (children's data in `batch`)."""
         raise NotImplementedError(type(node).__name__)
+
+    def order_key(self, node: Node) -> tuple:
+        """Where a Tuple decoder generates this child under `field_order = "auto"`: lower
+        first. Fields others depend on (closed vocabularies, numbers) come before free text,
+        which comes before nested and repeated structure."""
+        return (3, 0)
 
     # -- inspect ----------------------------------------------------------------------------------
     def render(self, node: Node) -> str:

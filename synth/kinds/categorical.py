@@ -1,10 +1,19 @@
-"""Categorical (a softmax leaf): bool, enum and low-cardinality int fields, and string
-fields overridden to "categorical".
+"""Categorical (a softmax leaf): bool, enum and low-cardinality int fields, and strings
+with a closed vocabulary.
 
 Values: one of `classes` (False/True, enum numbers, the training data's ints or
 strings); the Batch holds class indices. Module: `synth.nn.categorical.Categorical`,
 keyed per field. Ints are categorical when the training data has at most
-`int_categorical_max` distinct values, or by `field_overrides`.
+`int_categorical_max` distinct values; strings when `auto_categorical` finds their
+vocabulary closed (`closed_vocabulary`); either by `field_overrides`.
+
+The escape ("other"): with `categorical_escape`, a string or int leaf has one more
+class, index len(classes), for every value that is not a class (rare in training, or
+never seen). Its value is modelled by `other`, the node the field would have had
+without the categorical (a StringLiteral, a number), fed the same embedding: its
+encoder embedding is added to the "other" class's, its loss is trained on the rare
+values, and generation defers to it when "other" is drawn. So any valid value encodes,
+reconstructs and can be used in `where`, while frequent values are exact classes.
 """
 from __future__ import annotations
 
@@ -15,15 +24,32 @@ import numpy as np
 from synth.batch import tensor
 from synth.errors import Violation
 from synth.fitstats import MAX_CATEGORIES
-from synth.kinds.base import Kind, Node, at, register
+from synth.kinds.base import Kind, Node, at, kind_of, register, value_kinds
 from synth.nn.categorical import Categorical
 from synth.schema.tree import INT_TYPES, FieldNode
+
+OTHER = "#other"  # path suffix of the escape's node
 
 
 @dataclass
 class CategoricalNode(Node):
     field: FieldNode
-    classes: list  # class index -> value (False/True, enum numbers, ints)
+    classes: list  # class index -> value (False/True, enum numbers, ints, strings)
+    other: Node | None = None  # the escape: models values that are not classes (index len(classes))
+
+
+def closed_vocabulary(values: list[str], counts: list[int], min_count: int, min_coverage: float) -> list[str] | None:
+    """The classes of a string field whose vocabulary is closed, else None (open text).
+
+    Closed: the values seen at least `min_count` times cover `min_coverage` of all the
+    values; those are the classes. Identifiers and free text (most values seen once)
+    fail the test and stay character RNNs.
+    """
+    total = sum(counts)
+    classes = [v for v, k in zip(values, counts) if k >= min_count]
+    if not total or not classes or sum(k for k in counts if k >= min_count) < min_coverage * total:
+        return None
+    return classes
 
 
 @register
@@ -32,24 +58,22 @@ class CategoricalKind(Kind):
     leaf = True
     priority = 20  # before StringKind (categorical strings) and NumberKind (categorical ints)
 
+    def children(self, node):
+        return [node.other] if node.other is not None else []
+
     def compile_value(self, c, f, path, scope, stat_key):
         if f.type in ("message", "bytes"):
             return None
         choice = c.override(f, path, scope)
+        escape = c.cfg.categorical_escape
         if f.type == "string":
-            if choice != "categorical":
+            classes = self._string_classes(c, f, path, stat_key, choice)
+            if classes is None:
                 return None
-            # a string with few distinct values, modelled as a category (opt-in per field)
-            classes = c.stats.string_values.get(stat_key)
-            if not classes:
-                c.problems.append(Violation(path, "a categorical string needs its values in the training "
-                                            f"data (at most {MAX_CATEGORIES} distinct values)"))
-                classes = [""]
-            classes = list(classes)
         elif f.type == "bool":
-            classes = [False, True]
+            classes, escape = [False, True], False
         elif f.type == "enum":
-            classes = list(f.enum.numbers)
+            classes, escape = list(f.enum.numbers), False
         elif f.type in INT_TYPES and choice != "number" and (
                 choice == "categorical" or len(c.stats.int_values.get(stat_key, ())) <= c.cfg.int_categorical_max
                 and stat_key in c.stats.int_values):
@@ -60,36 +84,95 @@ class CategoricalKind(Kind):
                 classes = [0]
         else:
             return None
-        key = c.module(f"{scope}.{f.name}", lambda: Categorical(len(classes), c.cfg.latent_dim))
-        return CategoricalNode(path, key, f, classes)
+        classes = list(classes)
+        other = self._escape(c, f, path, scope, stat_key) if escape else None
+        n = len(classes) + (other is not None)
+        key = c.module(f"{scope}.{f.name}", lambda: Categorical(n, c.cfg.latent_dim))
+        return CategoricalNode(path, key, f, classes, other)
+
+    def _string_classes(self, c, f, path, stat_key, choice) -> list[str] | None:
+        values = c.stats.string_values.get(stat_key)
+        counts = c.stats.string_counts.get(stat_key)
+        if choice == "categorical":
+            if not values:
+                c.problems.append(Violation(path, "a categorical string needs its values in the training "
+                                            f"data (at most {MAX_CATEGORIES} distinct values)"))
+                return [""]
+            if c.cfg.categorical_escape and counts:  # rare values go to the escape
+                return [v for v, k in zip(values, counts) if k >= c.cfg.categorical_min_count] or list(values)
+            return list(values)
+        if choice is None and c.cfg.auto_categorical and values and counts:
+            return closed_vocabulary(values, counts, c.cfg.categorical_min_count, c.cfg.categorical_min_coverage)
+        return None
+
+    def _escape(self, c, f, path, scope, stat_key) -> Node:
+        """The node the field would have had without the categorical (the next kind that claims it)."""
+        for kind in value_kinds():
+            if kind.priority < self.priority:
+                node = kind.compile_value(c, f, path + OTHER, f"{scope}{OTHER}", stat_key)
+                if node is not None:
+                    return node
+        raise TypeError(f"no kind models the escape of {f.type} field {f.path}")
 
     # -- codec ---------------------------------------------------------------------
     def extract(self, codec, node, data, values, batch, errors):
         index = {c: i for i, c in enumerate(node.classes)}
+        escape = len(node.classes) if node.other is not None else None
         idx = np.empty(len(values), dtype=np.int64)
         for i, v in enumerate(values):
-            if v not in index:
+            j = index.get(v, escape)
+            if j is None:
                 errors.append(Violation(at(node, data, i), f"value {v!r} is not one of the model's "
                               f"{len(index)} known values; retrain with it, or model the field as a number"))
-            idx[i] = index.get(v, 0)
+                j = 0
+            idx[i] = j
         data.values = idx
+        if node.other is not None:
+            rare = idx == escape
+            codec.extract(node.other, [v for v, r in zip(values, rare) if r], data.root[rare], batch, errors)
 
     def build(self, codec, node, data, batch):
-        return [node.classes[int(i)] for i in data.values]
+        k = len(node.classes)
+        others = iter(codec.build(node.other, batch)) if node.other is not None else iter(())
+        return [node.classes[int(i)] if i < k else next(others) for i in data.values]
 
     # -- VAE ------------------------------------------------------------------------
+    def _rare(self, vae, node, data):
+        return tensor(np.asarray(data.values) == len(node.classes), vae.device)
+
+    def _with_other(self, vae, node, data, e, other_e):
+        """Add the escape node's embeddings to the rows whose class is "other"."""
+        rows = self._rare(vae, node, data).nonzero()[:, 0]
+        return e.index_add(0, rows, other_e) if len(rows) else e
+
     def encode(self, vae, node, data, batch, enc):
-        return vae.module_for(node).encode(tensor(data.values, vae.device))
+        e = vae.module_for(node).encode(tensor(data.values, vae.device))
+        if node.other is None:
+            return e
+        return self._with_other(vae, node, data, e, vae.encode_node(node.other, batch, enc))
 
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
         loss = vae.module_for(node).loss(e, tensor(data.values, vae.device))
         losses.add(node.path + "/recon", loss, vae.root_of(batch, node))
+        if node.other is not None:
+            vae.decode_node(node.other, e[self._rare(vae, node, data)], batch, enc, opts, losses, pending)
 
     def generate(self, vae, node, data, e, batch, g, pending):
-        data.values = vae.module_for(node).decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()
+        data.values = vae.module_for(node).decode(e, g.temperature, g.greedy, g.rng(data.root)).cpu().numpy()
+        if node.other is not None:
+            rare = self._rare(vae, node, data)
+            vae.generate_node(node.other, e[rare], data.root[rare.cpu().numpy()], batch, g, pending)
 
-    def encode_values(self, vae, node, data):
-        return vae.module_for(node).encode(tensor(np.asarray(data.values), vae.device))
+    def encode_values(self, vae, node, data, batch):
+        e = vae.module_for(node).encode(tensor(np.asarray(data.values), vae.device))
+        if node.other is None:
+            return e
+        other = batch.nodes[node.other.path]
+        return self._with_other(vae, node, data, e, kind_of(node.other).encode_values(vae, node.other, other, batch))
+
+    def order_key(self, node) -> tuple:
+        return (0, len(node.classes))
 
     def render(self, node):
-        return f"Categorical({node.field.type}, {len(node.classes)} classes)"
+        extra = f" + other: {kind_of(node.other).render(node.other)}" if node.other is not None else ""
+        return f"Categorical({node.field.type}, {len(node.classes)} classes{extra})"

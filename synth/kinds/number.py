@@ -50,21 +50,35 @@ class ScalarTupleKind(Kind):
     def encode(self, vae, node, data, batch, enc):
         m = vae.module_for(node)
         x = tensor(data.values, vae.device).reshape(data.n, m.k)
-        if vae.training:
-            m.update_stats(x)
+        if vae.training:  # generated variants must not move the data's whitening statistics
+            real = batch.real_rows(data.root)
+            m.update_stats(x if real.all() else x[tensor(real, vae.device)])
         enc[node.path + "#w"] = xw = m.whiten(x)
         return m.encode(xw)
 
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
         m = vae.module_for(node)
-        losses.add(node.path + "/recon", m.loss(e, enc[node.path + "#w"]), vae.root_of(batch, node))
+        if node.path in opts.partial:  # a condition fixes some members: their marginal likelihood
+            idx, values = opts.partial[node.path]
+            loss = m.marginal_nll(e, idx, values.expand(e.shape[0], -1))
+        else:
+            loss = m.loss(e, enc[node.path + "#w"])
+        losses.add(node.path + "/recon", loss, vae.root_of(batch, node))
 
-    def decoded(self, vae, node, e, g) -> np.ndarray:
-        return vae.module_for(node).decode(e, g.temperature, g.greedy, g.generator).cpu().numpy()
+    def decoded(self, vae, node, e, g, root: np.ndarray) -> np.ndarray:
+        m = vae.module_for(node)
+        if node.path in g.partial:  # some members fixed: draw the others given them
+            idx, values = g.partial[node.path]
+            return m.decode_given(e, idx, values.expand(e.shape[0], -1), g.temperature, g.greedy,
+                                  g.generator).cpu().numpy()
+        return m.decode(e, g.temperature, g.greedy, g.rng(root)).cpu().numpy()
 
-    def encode_values(self, vae, node, data):
+    def encode_values(self, vae, node, data, batch):
         m = vae.module_for(node)
         return m.encode(m.whiten(tensor(np.asarray(data.values), vae.device).reshape(data.n, m.k)))
+
+    def order_key(self, node):
+        return (1, 0)
 
 
 @register
@@ -87,7 +101,7 @@ class NumberKind(ScalarTupleKind):
         return [clamp_number(node.field, float(x)) for x in data.values]
 
     def generate(self, vae, node, data, e, batch, g, pending):
-        data.values = self.decoded(vae, node, e, g)[:, 0]
+        data.values = self.decoded(vae, node, e, g, data.root)[:, 0]
 
     def render(self, node):
         return f"Scalar({node.field.type})"

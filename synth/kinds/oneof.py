@@ -81,7 +81,7 @@ class OneofKind(Kind):
     def generate(self, vae, node, data, e, batch, g, pending):
         m = vae.module_for(node)
         blocked = [k for k, c in enumerate(node.children) if not kind_of(c).modelled]
-        case = m.choose(e, g.temperature, g.greedy, g.generator, blocked)
+        case = m.choose(e, g.temperature, g.greedy, g.rng(data.root), blocked)
         data.case = case.cpu().numpy()
         for k, child in enumerate(node.children):
             rows = (case == k).nonzero()[:, 0]

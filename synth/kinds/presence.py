@@ -62,13 +62,16 @@ class PresenceKind(Kind):
         vae.decode_node(node.child, e[present], batch, enc, opts, losses, pending)
 
     def generate(self, vae, node, data, e, batch, g, pending):
-        present = vae.module_for(node).decide(e, g.temperature, g.greedy, g.generator)
+        present = vae.module_for(node).decide(e, g.temperature, g.greedy, g.rng(data.root))
         if node.path in g.force_present:
             present = torch.ones_like(present)
         data.present = present.cpu().numpy()
         vae.generate_node(node.child, e[present], data.root[data.present], batch, g, pending)
 
     # -- inspect / where --------------------------------------------------------------
+    def order_key(self, node):
+        return kind_of(node.child).order_key(node.child)
+
     def render(self, node):
         return "Presence"
 

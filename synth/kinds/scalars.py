@@ -50,7 +50,7 @@ class ScalarsKind(ScalarTupleKind):
         return [tuple(clamp_number(f, float(x)) for f, x in zip(node.fields, row)) for row in data.values]
 
     def generate(self, vae, node, data, e, batch, g, pending):
-        data.values = self.decoded(vae, node, e, g)
+        data.values = self.decoded(vae, node, e, g, data.root)
 
     def render(self, node):
         return f"ScalarTuple({', '.join(f.name for f in node.fields)})"

@@ -77,7 +77,7 @@ class SequenceKind(Kind):
 
     def generate(self, vae, node, data, e, batch, g, pending):
         emitted, lengths = vae.module_for(node).decode_sample(e, node.max_len, g.temperature, g.greedy,
-                                                              g.generator)
+                                                              g.rng(data.root))
         data.lengths = lengths.cpu().numpy()
         vae.generate_node(node.element, emitted, np.repeat(data.root, data.lengths), batch, g, pending)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from synth.batch import pack_strings, tensor
@@ -89,25 +90,29 @@ class StringKind(Kind):
     def generate(self, vae, node, data, e, batch, g, pending):
         if pending is None:  # decode now (re-encoding feedback needs the value)
             max_len = torch.full((e.shape[0],), node.max_len, dtype=torch.long)
-            data.values = vae.module_for(node).generate(e, max_len, g.temperature, g.greedy, g.generator)
+            data.values = vae.module_for(node).generate(e, max_len, g.temperature, g.greedy, g.rng(data.root))
         else:
             pending.setdefault(node.module, []).append((node, e))
 
     def flush_generate(self, vae, module, items, batch, g):
         emb = torch.cat([e for _, e in items])
         max_len = torch.cat([torch.full((e.shape[0],), n.max_len, dtype=torch.long) for n, e in items])
-        strings = vae.nodes[module].generate(emb, max_len, g.temperature, g.greedy, g.generator)
+        root = np.concatenate([batch.nodes[n.path].root for n, _ in items])  # the rows' records, in emb's order
+        strings = vae.nodes[module].generate(emb, max_len, g.temperature, g.greedy, g.rng(root))
         start = 0
         for node, e in items:
             batch.nodes[node.path].values = strings[start: start + e.shape[0]]
             start += e.shape[0]
 
-    def encode_values(self, vae, node, data):
+    def encode_values(self, vae, node, data, batch):
         pack = pack_strings({node.path: data.values})
         emb = vae.module_for(node).encode(tensor(pack.tokens, vae.device), tensor(pack.lengths, vae.device))
         out = torch.empty_like(emb)
         out[tensor(pack.order, vae.device)] = emb
         return out
+
+    def order_key(self, node):
+        return (2, 0)
 
     def render(self, node):
         return f"StringLiteral({'bytes' if node.binary else 'utf-8'}, max {node.max_len})"

@@ -3,7 +3,10 @@
 Values: message instances (or `MapEntry` objects). Module: `synth.nn.tuple.Tuple`,
 one per message type when `share_message_modules` (which keeps recursion bounded).
 Children: one per non-oneof field in declaration order, one Oneof per oneof, and the
-message's ScalarTuple of joint floats last (appendix B).
+message's ScalarTuple of joint floats last (appendix B); with `field_order = "auto"`
+they are then sorted by their kind's `order_key`, which is the order the decoder
+generates them in (the codec writes each value to its own field, so records keep the
+proto's field order).
 """
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ def compile_message(c: _Compiler, msg: MessageNode, path: str | None = None) -> 
     joint = [f for f in msg.fields if is_joint_float(f)]
     if joint:  # appendix B: the ScalarTuple is the last element of the tuple
         children.append(c.joint_floats(msg, joint, scope))
+    if c.cfg.field_order == "auto":  # stable: declared order among equals
+        children.sort(key=lambda n: kind_of(n).order_key(n))
     tkey = c.module(scope, lambda: Tuple(len(children), c.cfg.latent_dim, c.cfg.gru()))
     return TupleNode(msg.path if path is None else path, tkey, msg, children, full_name=msg.full_name)
 
@@ -144,7 +149,7 @@ class TupleKind(Kind):
             elif g.reencode and kind.leaf:
                 # feed back the embedding of the value actually drawn, not the emitted one
                 vae.generate_node(child, e_c, root, batch, g, None)
-                x = kind.encode_values(vae, child, batch.nodes[child.path])
+                x = kind.encode_values(vae, child, batch.nodes[child.path], batch)
             else:
                 vae.generate_node(child, e_c, root, batch, g, pending)
                 x = e_c

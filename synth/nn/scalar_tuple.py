@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from synth.nn import rowwise
+from synth.nn.draws import normal
 from synth.nn.init import linear
 
 
@@ -42,6 +44,9 @@ class ScalarTuple(nn.Module):
         c = torch.tensor(cov, dtype=torch.float64) if cov is not None else torch.eye(k, dtype=torch.float64)
         self.register_buffer("mean", m.reshape(k))
         self.register_buffer("cov", c.reshape(k, k))
+        # True while data-parallel training updates the statistics from the global batch
+        # (synth/train/distributed.py) instead of each rank from its own share
+        self.stats_from_outside = False
         self.enc = linear(k, cfg.dim)
         self.dec = linear(cfg.dim, k)
         if cfg.likelihood == "gaussian":
@@ -60,25 +65,30 @@ class ScalarTuple(nn.Module):
     @torch.no_grad()
     def update_stats(self, x: torch.Tensor) -> None:
         """One moving-average step on a batch (n, k) of raw values (training only)."""
-        if x.shape[0] < 2:
+        if x.shape[0] < 2 or self.stats_from_outside:
             return
         x = x.to(torch.float64)
+        self.apply_stats(x.mean(0), torch.cov(x.T).reshape(self.k, self.k))
+
+    @torch.no_grad()
+    def apply_stats(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
+        """One moving-average step from a batch's mean (k,) and sample covariance (k, k)."""
         a = self.cfg.decay
-        self.mean.mul_(a).add_((1 - a) * x.mean(0))
-        self.cov.mul_(a).add_((1 - a) * torch.cov(x.T).reshape(self.k, self.k))
+        self.mean.mul_(a).add_((1 - a) * mean)
+        self.cov.mul_(a).add_((1 - a) * cov)
 
     def whiten(self, x: torch.Tensor) -> torch.Tensor:
         u, s = self._basis()
-        w = ((x.to(torch.float64) - self.mean) @ u) / s
+        w = rowwise.matmul(x.to(torch.float64) - self.mean, u) / s
         # values far outside the training range (or beyond float32) must not poison the network
         return w.clamp(-WHITE_CAP, WHITE_CAP).to(torch.float32)  # (n, k)
 
     def unwhiten(self, w: torch.Tensor) -> torch.Tensor:
         u, s = self._basis()
-        return (w.to(torch.float64) * s) @ u.T + self.mean  # (n, k) float64
+        return rowwise.matmul(w.to(torch.float64) * s, u.T) + self.mean  # (n, k) float64
 
     def encode(self, xw: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.enc(xw))  # (n, dim)
+        return rowwise.pointwise(torch.sigmoid, self.enc(xw))  # (n, dim)
 
     def cholesky(self, emb: torch.Tensor) -> torch.Tensor:
         """Lower-triangular factor (n, k, k) of the predicted covariance (gaussian likelihood)."""
@@ -86,7 +96,7 @@ class ScalarTuple(nn.Module):
         raw = self.scale(emb)  # (n, k(k+1)/2)
         chol = emb.new_zeros(emb.shape[0], k, k)
         idx = torch.arange(k)
-        chol[:, idx, idx] = nn.functional.softplus(raw[:, :k]) + 1e-3
+        chol[:, idx, idx] = rowwise.pointwise(nn.functional.softplus, raw[:, :k]) + 1e-3
         if k > 1:
             rows, cols = torch.tril_indices(k, k, offset=-1)
             chol[:, rows, cols] = raw[:, k:]
@@ -102,12 +112,61 @@ class ScalarTuple(nn.Module):
         logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
         return 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
 
+    def value_distribution(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's Gaussian over raw values: mean (n, k) and covariance (n, k, k), float64.
+
+        In whitened space it is N(dec(e), L L^T) (gaussian likelihood) or N(dec(e), I) (the
+        MSE loss is that Gaussian's NLL); un-whitening x = A w + mean, A = U diag(s), maps it."""
+        u, s = self._basis()
+        a = u * s  # (k, k): columns scaled
+        mean = self.dec(emb).to(torch.float64) @ a.T + self.mean
+        if self.cfg.likelihood == "gaussian":
+            la = a @ self.cholesky(emb).to(torch.float64)  # (n, k, k)
+            return mean, la @ la.transpose(1, 2)
+        return mean, (a @ a.T).expand(emb.shape[0], -1, -1)
+
+    def marginal_nll(self, emb: torch.Tensor, fixed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """-log p(x[fixed] = values | e) per row (n,), constant dropped: a condition on some
+        members of the tuple (`where lat=...`) scores latents by this."""
+        mean, cov = self.value_distribution(emb)
+        cff = cov[:, fixed][:, :, fixed] + 1e-9 * torch.eye(len(fixed), dtype=cov.dtype, device=cov.device)
+        chol = torch.linalg.cholesky(cff)
+        resid = (values.to(torch.float64) - mean[:, fixed]).unsqueeze(-1)
+        white = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]
+        logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
+        return (0.5 * (white**2).sum(1) + logdet).float()
+
+    @torch.no_grad()
+    def decode_given(self, emb: torch.Tensor, fixed: torch.Tensor, values: torch.Tensor, temperature: float = 1.0,
+                     greedy: bool = False, generator=None) -> torch.Tensor:
+        """Raw values (n, k) float64 with x[fixed] = values and the other members drawn from
+        the decoder's Gaussian conditioned on them (their conditional mean when greedy)."""
+        mean, cov = self.value_distribution(emb)
+        free = torch.tensor([i for i in range(self.k) if i not in set(fixed.tolist())], dtype=torch.long)
+        out = mean.clone()
+        out[:, fixed] = values.to(torch.float64)
+        if len(free):
+            eye = torch.eye(len(fixed), dtype=cov.dtype, device=cov.device)
+            cff = cov[:, fixed][:, :, fixed] + 1e-9 * eye
+            crf = cov[:, free][:, :, fixed]  # (n, r, f)
+            gain = torch.linalg.solve(cff, crf.transpose(1, 2)).transpose(1, 2)  # Crf Cff^-1
+            resid = (values.to(torch.float64) - mean[:, fixed]).unsqueeze(-1)
+            out[:, free] = mean[:, free] + (gain @ resid)[..., 0]
+            if self.cfg.likelihood == "gaussian" and not greedy and emb.shape[0]:  # "mse" has no spread
+                crr = cov[:, free][:, :, free] - gain @ crf.transpose(1, 2)
+                crr = 0.5 * (crr + crr.transpose(1, 2))  # symmetric despite rounding
+                jitter = 1e-9 * crr.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1e-30)[:, None, None]
+                chol = torch.linalg.cholesky(crr + jitter * torch.eye(len(free), dtype=cov.dtype, device=cov.device))
+                eps = normal(generator, emb.shape[0], emb.device, len(free)).to(torch.float64)
+                out[:, free] += (chol @ eps.unsqueeze(-1))[..., 0] * temperature**0.5
+        return out
+
     @torch.no_grad()
     def decode(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator=None) -> torch.Tensor:
         """Raw values (n, k) float64: the prediction, or a draw from it (gaussian likelihood)."""
         w = self.dec(emb)
         if self.cfg.likelihood == "gaussian" and not greedy and w.shape[0]:
-            eps = torch.randn(w.shape, generator=generator, device=w.device) * temperature**0.5
+            eps = normal(generator, w.shape[0], w.device, w.shape[1]) * temperature**0.5
             w = w + (self.cholesky(emb) @ eps.unsqueeze(-1))[..., 0]
         return self.unwhiten(w)
