@@ -17,6 +17,9 @@ from synth.schema.tree import FLOAT_TYPES, INT_TYPES, TYPE_NAMES  # at import: _
 
 JOINT = "#floats"
 MAX_CATEGORIES = 4096  # distinct int values kept, so an override to categorical has them
+# Distinct string values counted per field (the automatic categorical test needs their
+# counts); a field with more is open text, and its counts are dropped to bound memory.
+MAX_STRING_VALUES = 65536
 
 
 @dataclass
@@ -55,7 +58,7 @@ class _Collector:
             seen = self.string_sets.setdefault(key, {})
             if seen is not None and isinstance(v, str):
                 seen[v] = seen.get(v, 0) + 1
-                if len(seen) > self.int_cap:
+                if len(seen) > max(self.int_cap, MAX_STRING_VALUES):
                     self.string_sets[key] = None
         elif ftype in FLOAT_TYPES:
             self.scalars.setdefault(key, RunningMoments()).add([float(v)])

@@ -48,11 +48,13 @@ class ModelConfig:
     max_recursion: int = 3  # occurrences of one message type on a path
     int_categorical_max: int = 16  # ints with at most this many distinct values are categorical
     # Strings with a closed vocabulary become categorical leaves: the values seen at least
-    # `categorical_min_count` times cover `categorical_min_coverage` of the training values
-    # (docs/model.md, "Automatic leaf kinds"). Open text (names, streets) stays a char-RNN.
+    # `categorical_min_count` times (at most `categorical_max_classes` of them) cover
+    # `categorical_min_coverage` of the training values (docs/model.md, "The default
+    # recipe"). Open text (identifiers, most values seen once) stays a char-RNN.
     auto_categorical: bool = True
     categorical_min_count: int = 2
-    categorical_min_coverage: float = 0.95
+    categorical_min_coverage: float = 0.8
+    categorical_max_classes: int = 10000
     # A categorical string or int leaf has one more class, "other", whose value is modelled
     # by the kind the field would have had (characters, a number): rare values train it,
     # and any valid value encodes, so encode, reconstruct and `where` accept unseen values.
@@ -88,6 +90,8 @@ class ModelConfig:
             problems.append(Violation("sample_temperature", "temperatures must be > 0"))
         if self.field_order not in ("declared", "auto"):
             problems.append(Violation("field_order", "must be 'declared' or 'auto'"))
+        if self.categorical_max_classes < 2:
+            problems.append(Violation("categorical_max_classes", "must be >= 2"))
         if self.categorical_min_count < 1:
             problems.append(Violation("categorical_min_count", "must be >= 1"))
         if not 0.0 < self.categorical_min_coverage <= 1.0:

@@ -348,6 +348,28 @@ def test_unseen_and_empty_values_go_through_the_escape_and_round_trip():
     model.encode(probe)  # and the VAE embeds them
 
 
+def test_the_automatic_categorical_test_tells_a_long_tail_from_open_text():
+    """Streets (most rows hold a value seen before) are categorical with an escape; identifiers
+    (every value once) stay characters; the class count is capped by frequency."""
+    from synth.kinds.categorical import closed_vocabulary
+
+    streets = {"MAIN ST": 40, "ELM ST": 30, "OAK AVE": 12, "RARE RD": 1, "LONE LN": 1}
+    values, counts = list(streets), list(streets.values())
+    assert closed_vocabulary(values, counts, 2, 0.8, 100) == ["ELM ST", "MAIN ST", "OAK AVE"]
+    assert closed_vocabulary(values, counts, 2, 0.99, 100) is None  # 82 of 84 rows: under 99%
+    assert closed_vocabulary(values, counts, 2, 0.5, 2) == ["ELM ST", "MAIN ST"]  # the most frequent
+    ids = [f"id-{i}" for i in range(50)]
+    assert closed_vocabulary(ids, [1] * 50, 2, 0.8, 100) is None
+
+    rows = [{"city": "x", "street": s} for s, k in streets.items() for _ in range(k)]
+    rows += [{"city": "x", "street": f"{i} unique text"} for i in range(5)]
+    model = make_model(CITY_PROTO, "Row", rows)
+    street = next(n for n in walk(model.plan) if n.path == "street")
+    assert street.classes == ["ELM ST", "MAIN ST", "OAK AVE"] and street.other is not None
+    model = make_model(CITY_PROTO, "Row", rows, categorical_min_coverage=0.99)
+    assert type(next(n for n in walk(model.plan) if n.path == "street")).__name__ == "StringNode"
+
+
 def test_nan_and_inf_are_data_errors_with_the_path():
     cls = schema(TYPES_PROTO, "Doubles").message_class
     model = make_model(TYPES_PROTO, "Doubles", [cls(v=1.0), cls(v=2.0)])

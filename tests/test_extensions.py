@@ -206,3 +206,17 @@ def test_the_marginal_likelihood_of_some_members_is_the_gaussian_marginal():
     nll = st.marginal_nll(emb, fixed, values).double()
     # the same up to the dropped constant (k/2) log(2 pi), row by row
     torch.testing.assert_close(-nll - ref, torch.full((5,), math.log(2 * math.pi), dtype=torch.float64), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("value", ["NOWHERE", ""])
+def test_where_on_an_unseen_or_empty_categorical_value_conditions_through_the_escape(value):
+    """The default recipe: city is categorical with an escape, so `where` and encode accept any
+    value, and the other fields are still generated."""
+    model = Model.create(PROTO, "Place", records=places(), config=ModelConfig(latent_dim=16, char_dim=8))
+    city = next(n for n in walk(model.plan) if n.path == "city")
+    assert isinstance(city, CategoricalNode) and city.other is not None
+    out = model.sample(6, seed=0, where={"city": value})
+    assert [r.city for r in out] == [value] * 6
+    assert all(math.isfinite(r.lat) and math.isfinite(r.lon) for r in out)
+    mu, _ = model.encode([{"city": value, "zip": "05440"}])
+    assert mu.shape == (1, 16) and torch.isfinite(mu).all()

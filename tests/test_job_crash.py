@@ -175,3 +175,36 @@ def test_sigkill_of_the_worker_fails_the_job_and_the_server_serves_on(tmp_path):
         assert leftovers(models) == []
     finally:
         server.kill(signal.SIGTERM)
+
+
+def test_sigkill_of_the_server_mid_upload_leaves_nothing(tmp_path, monkeypatch):
+    """Half a multipart upload is on the wire when the server dies: the restarted server lists no
+    job, and neither the models directory nor the server's temporary directory keeps anything."""
+    models = build_models_dir(tmp_path)
+    tmp = tmp_path / "server-tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))  # where the server's request parser spools uploads
+    first = ServerProcess(models, tmp_path / "server.log")
+    boundary = "----protosynth-test"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nTicket\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"proto\"; filename=\"t.proto\"\r\n\r\n"
+            f"{TICKET_PROTO}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; "
+            f"filename=\"t.jsonl\"\r\n\r\n").encode()
+    data = ticket_lines() * 400  # a few MB, so the parser has spooled part of it to disk
+    body_size = len(head) + 2 * len(data)  # announce twice what will ever arrive
+    try:
+        with socket.create_connection(("127.0.0.1", first.http_port)) as conn:
+            conn.sendall(f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {body_size}\r\n"
+                         f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode())
+            conn.sendall(head + data)
+            time.sleep(1.0)  # the server reads and spools what has arrived
+            first.kill(signal.SIGKILL)
+    finally:
+        first.kill(signal.SIGKILL)
+    second = ServerProcess(models, tmp_path / "server.log")
+    try:
+        assert second.get("/v1/jobs")["jobs"] == []
+        assert leftovers(models) == []
+        assert sorted(p.name for p in tmp.iterdir()) == []
+    finally:
+        second.kill(signal.SIGTERM)

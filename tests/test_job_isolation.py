@@ -225,8 +225,11 @@ def test_listing_jobs_needs_a_token_and_anonymous_callers_share_a_quota(tmp_path
 
     s = Server(tmp_path, max_queued_jobs_per_client=1)
     try:
-        with s.client("rest", None) as anonymous, pytest.raises(Unauthenticated):
-            anonymous.list_jobs()
+        for transport in ("rest", "grpc"):
+            with s.client(transport, None) as anonymous, pytest.raises(Unauthenticated):
+                anonymous.list_jobs()
+            with s.client(transport, "wrong-token-0123456789") as wrong, pytest.raises(Unauthenticated):
+                wrong.list_jobs()
         assert httpx.get(s.url + "/v1/jobs", timeout=30).status_code == 401
     finally:
         s.stop()

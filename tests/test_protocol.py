@@ -174,8 +174,8 @@ class _Posteriors:
 
     latent_dim = 4
 
-    def __init__(self, train: torch.Tensor):
-        self.config = ModelConfig(latent_dim=4)
+    def __init__(self, train: torch.Tensor, sigma: float = 0.05):
+        self.config, self.sigma = ModelConfig(latent_dim=4), sigma
         mean, cov = train.double().mean(0), torch.cov(train.double().T)
         self.vae = type("V", (), {})()
         self.vae.latent_distribution = lambda: (mean, cov)
@@ -183,7 +183,7 @@ class _Posteriors:
 
     def encode(self, records):
         mu = torch.stack(list(records)).float()
-        return mu, torch.full_like(mu, 0.05)
+        return mu, torch.full_like(mu, self.sigma)
 
 
 def test_prior_size_is_chosen_by_validation_posteriors():
@@ -200,6 +200,29 @@ def test_prior_size_is_chosen_by_validation_posteriors():
     assert a["validation_posteriors"] == 100 and a["train_posteriors"] == 400
     capped = choose_prior(fake, list(train[:20]), list(clustered), (0, 8, 64), seed=1)
     assert capped["dropped_above_train_posteriors"] == [64]
+
+
+def test_the_prior_is_scored_on_draws_from_the_posteriors_not_their_means():
+    """Validation means at the training clusters, but validation posteriors far wider than the
+    training ones (an encoder sure of the rows it trained on): the latents the decoder sees
+    for new rows fill the space between the clusters, so the narrow mixture must lose."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(8, 4, generator=g) * 3
+    train = centers[torch.arange(400) % 8] + 0.05 * torch.randn(400, 4, generator=g)
+    val = centers[torch.arange(100) % 8] + 0.05 * torch.randn(100, 4, generator=g)
+    wide = 4.0
+    fake = _Posteriors(train)
+    fake.vae.latent_distribution = lambda: (train.double().mean(0),
+                                            torch.cov(train.double().T) + wide**2 * torch.eye(4))
+    train_rows = list(train)  # the records are these tensors; the training ones are known by identity
+    seen = {id(t) for t in train_rows}
+    fake.encode = lambda records: (torch.stack(list(records)).float(),
+                                   torch.tensor([[0.05 if id(r) in seen else wide] * 4 for r in records]))
+    blurred = choose_prior(fake, train_rows, list(val), (0, 8), seed=1)
+    assert blurred["chosen"] == 0, blurred["candidates"]
+    sharp = choose_prior(_Posteriors(train), list(train), list(val), (0, 8), seed=1)
+    assert sharp["chosen"] == 8, sharp["candidates"]
+    assert "draws per validation posterior" in sharp["criterion"]
 
 
 def test_test_data_changes_no_choice(tmp_path):

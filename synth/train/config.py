@@ -105,7 +105,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 500  # steps; 0 = none by steps
     checkpoint_seconds: float = 60.0  # also after this much training time since the last one; 0 = none
-    early_stopping_patience: int = 0  # evaluations without validation-loss improvement; 0 = off
+    early_stopping_patience: int = 5  # evaluations without validation-loss improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda
     time_budget_s: float = 0.0  # stop (normally, with the final artifact) after this wall time; 0 = none
     # The validation split, taken from the training records (seeded); it alone drives
