@@ -92,13 +92,16 @@ def cmd_train(a: argparse.Namespace) -> int:
             overrides["steps"] = UNBOUNDED_STEPS  # the clock alone ends the run
     run = load_run_config(a.config, **overrides)
     dist = _join_distributed(a, run.train)
+    ended = False
     try:
-        return _train(a, run, dist)
+        code = _train(a, run, dist)
+        ended = True
+        return code
     finally:
         if dist.active:
             from synth.train.distributed import teardown
 
-            teardown()
+            teardown(together=ended)
 
 
 def _join_distributed(a: argparse.Namespace, cfg: Any):

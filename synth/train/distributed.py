@@ -101,9 +101,17 @@ def setup(device: torch.device) -> Dist:
     return d
 
 
-def teardown() -> None:
+def teardown(together: bool) -> None:
+    """Leave the process group. After a run that ended normally the ranks leave together:
+    a rank that destroys its gloo pairs while another still holds them (rank 0 tuning and
+    saving) can abort the other's exit (SIGABRT). After an error no rank waits, since the
+    others may never reach the barrier (torchrun stops them)."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if together:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def check_config(cfg: Any, d: Dist) -> None:
