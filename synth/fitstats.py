@@ -37,6 +37,7 @@ class FitStats:
 class _Collector:
     def __init__(self, int_cap: int):
         self.int_cap = int_cap
+        self.string_cap = max(int_cap, MAX_STRING_VALUES)
         self.ints: dict[str, set | None] = {}
         self.strings: dict[str, int] = {}
         self.string_sets: dict[str, dict[str, int] | None] = {}  # value -> count, until too many
@@ -58,7 +59,7 @@ class _Collector:
             seen = self.string_sets.setdefault(key, {})
             if seen is not None and isinstance(v, str):
                 seen[v] = seen.get(v, 0) + 1
-                if len(seen) > max(self.int_cap, MAX_STRING_VALUES):
+                if len(seen) > self.string_cap:
                     self.string_sets[key] = None
         elif ftype in FLOAT_TYPES:
             self.scalars.setdefault(key, RunningMoments()).add([float(v)])

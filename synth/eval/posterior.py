@@ -19,13 +19,20 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     return int((mu.double().var(0) > threshold).sum())
 
 
+def posterior_draws(mu: torch.Tensor, sigma: torch.Tensor, draws: int = 1,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """`draws` latents from each Gaussian posterior N(mu, sigma^2), stacked: (draws * n, D)."""
+    return torch.cat([mu + sigma * torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+                      for _ in range(draws)])
+
+
 def mutual_information(mu: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> float:
     """Estimate in nats, from one z per record drawn from its own posterior."""
     mu, sigma = mu.double(), sigma.double()
     n, d = mu.shape
     if n < 2:
         return 0.0
-    z = mu + sigma * torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+    z = posterior_draws(mu, sigma, generator=generator)
     log_sigma = sigma.log()
     # E log q(z|x): the Gaussian's negative entropy, analytic
     neg_entropy = (-0.5 * d * math.log(2 * math.pi) - log_sigma.sum(1) - 0.5 * d).mean()

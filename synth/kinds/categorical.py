@@ -49,7 +49,7 @@ def closed_vocabulary(values: list[str], counts: list[int], min_count: int, min_
     seen once) fail the test and stay character RNNs.
     """
     total = sum(counts)
-    kept = sorted((k, v) for v, k in zip(values, counts) if k >= min_count)[::-1][:max_classes]
+    kept = sorted(((k, v) for v, k in zip(values, counts) if k >= min_count), reverse=True)[:max_classes]
     if not total or not kept or sum(k for k, _ in kept) < min_coverage * total:
         return None
     return sorted(v for _, v in kept)

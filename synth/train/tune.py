@@ -11,8 +11,9 @@ an evaluation seed that is not the benchmark's):
    mean log-likelihood (nats per record) of draws from the validation posteriors under
    it (the prior's term of the validation ELBO, E_q(z|x) log p(z)); the highest wins.
    Scoring the posterior means alone ignores how wide new rows' posteriors are, and
-   picked the single Gaussian on Vermont where the mixture generates far better. Held-out likelihood penalises a prior that only memorises the
-   training latents, as a larger K would otherwise always win.
+   picked the single Gaussian on Vermont where the mixture generates far better.
+   Held-out likelihood penalises a prior that only memorises the training latents, as a
+   larger K would otherwise always win.
 
 2. The temperatures (`sample_temperature` x `latent_temperature`, a small grid): for
    each candidate `samples` records are generated (seed `tune.seed`) and compared with
@@ -40,6 +41,7 @@ from typing import Any, Sequence
 
 import torch
 
+from synth.eval.posterior import posterior_draws
 from synth.latent_prior import Mixture, fit_mixture
 from synth.train.config import TuneConfig
 
@@ -95,7 +97,7 @@ def choose_prior(model: Any, train: Sequence[Any], val: Sequence[Any], candidate
     # The prior's part of the validation ELBO, E_q(z|x) log p(z): scored on draws from the
     # validation posteriors, not their means alone, so a prior is judged by how it covers
     # the latents the decoder is actually trained on (their spread included).
-    z_v = torch.cat([mu_v + sigma_v * torch.randn(mu_v.shape, generator=g) for _ in range(POSTERIOR_DRAWS)])
+    z_v = posterior_draws(mu_v, sigma_v, POSTERIOR_DRAWS, g)
     n = mu_t.shape[0]
     ks = sorted({int(k) for k in candidates if k <= n})
     dropped = sorted({int(k) for k in candidates if k > n})
