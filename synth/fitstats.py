@@ -32,6 +32,11 @@ class FitStats:
     seq_max_len: dict[str, int] = field(default_factory=dict)
     scalar_mean: dict[str, list[float]] = field(default_factory=dict)
     scalar_cov: dict[str, list[list[float]]] = field(default_factory=dict)
+    # Generation order of each message's Tuple children, as indices into their declared
+    # order, written by the compiler the first time it orders a message (field_order =
+    # "auto"). It is part of the trained model: an artifact rebuilds the order it was
+    # trained with, even if a later protosynth would order the fields differently.
+    field_order: dict[str, list[int]] = field(default_factory=dict)
 
 
 class _Collector:

@@ -192,7 +192,10 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Model:
     expected = manifest.get("weights_sha256")
     if expected and _sha256(weights) != expected:
         raise ArtifactError(f"{weights} does not match its manifest checksum: the file is corrupt")
-    model = Model(schema, config, stats)
+    try:  # compiling checks the stored field order against the schema
+        model = Model(schema, config, stats)
+    except SchemaError as e:
+        raise ArtifactError(f"{directory}: the manifest does not fit its own schema ({e})") from e
     try:
         state = load_file(str(weights), device="cpu")
         if "prior_weights" in state:  # the mixture prior's size is the data's, not the config's

@@ -175,6 +175,32 @@ def test_manifest_missing_fields_or_foreign(saved, tmp_path):
             store.load(d)
 
 
+def test_generation_order_is_stored_and_wins_over_the_current_rule(saved, tmp_path):
+    """The order the decoder was trained with is part of the artifact: a protosynth whose
+    ordering rule differs (here: the config edited to the declared order) still rebuilds it."""
+    model, src = saved["address"]
+    d = copy_artifact(src, tmp_path / "a")
+    m = json.loads((d / "manifest.json").read_text())
+    order = m["fit_stats"]["field_order"]["synth.examples.Address"]
+    assert order != sorted(order), "the automatic order should differ from the declared one here"
+    m["model_config"]["field_order"] = "declared"
+    (d / "manifest.json").write_text(json.dumps(m))
+    loaded = store.load(d)
+    z = model.sample_latents(8, torch.Generator().manual_seed(0))
+    assert wire(loaded.decode(z, greedy=True)) == wire(model.decode(z, greedy=True))
+    assert [c.path for c in loaded.plan.children] == [c.path for c in model.plan.children]
+
+
+@pytest.mark.parametrize("order", [[0, 1], [0] * 8, list(range(1, 9)) + [0, 0]])
+def test_stored_order_that_does_not_fit_the_schema_is_refused(saved, tmp_path, order):
+    d = copy_artifact(saved["address"][1], tmp_path / "a")
+    m = json.loads((d / "manifest.json").read_text())
+    m["fit_stats"]["field_order"]["synth.examples.Address"] = order
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="field order"):
+        store.load(d)
+
+
 def test_missing_weights(saved, tmp_path):
     d = copy_artifact(saved["address"][1], tmp_path / "a")
     (d / "weights.safetensors").unlink()

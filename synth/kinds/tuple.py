@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from synth.kinds.base import Kind, MapEntry, Node, kind_of, register, skew
 from synth.nn.tuple import Tuple
+from synth.errors import SchemaError
 from synth.schema.tree import FieldNode, MessageNode, is_joint_float
 
 if TYPE_CHECKING:
@@ -67,10 +68,26 @@ def compile_message(c: _Compiler, msg: MessageNode, path: str | None = None) -> 
     joint = [f for f in msg.fields if is_joint_float(f)]
     if joint:  # appendix B: the ScalarTuple is the last element of the tuple
         children.append(c.joint_floats(msg, joint, scope))
-    if c.cfg.field_order == "auto":  # stable: declared order among equals
-        children.sort(key=lambda n: kind_of(n).order_key(n))
+    children = _generation_order(c, msg, children)
     tkey = c.module(scope, lambda: Tuple(len(children), c.cfg.latent_dim, c.cfg.gru()))
     return TupleNode(msg.path if path is None else path, tkey, msg, children, full_name=msg.full_name)
+
+
+def _generation_order(c: _Compiler, msg: MessageNode, declared: list[Node]) -> list[Node]:
+    """The children in the order the decoder generates them: the order stored in the fit
+    statistics when there is one (a saved model), else, with `field_order = "auto"`, by
+    their kinds' order keys (stable: declared order among equals), which is then stored."""
+    stored = c.stats.field_order.get(msg.full_name)
+    if stored is not None:
+        if sorted(stored) != list(range(len(declared))):
+            raise SchemaError(f"{msg.full_name}: the stored field order {stored} does not fit its "
+                              f"{len(declared)} fields: the model was trained on another schema")
+        return [declared[i] for i in stored]
+    if c.cfg.field_order != "auto":
+        return declared
+    order = sorted(range(len(declared)), key=lambda i: kind_of(declared[i]).order_key(declared[i]))
+    c.stats.field_order[msg.full_name] = order
+    return [declared[i] for i in order]
 
 
 def compile_map_entry(c: _Compiler, f: FieldNode, scope: str) -> TupleNode:
