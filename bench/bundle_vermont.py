@@ -45,6 +45,9 @@ def main() -> None:
     ap.add_argument("--from-run", help="bundle this run directory instead of training")
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--retune", action="store_true",
+                    help="with --from-run: choose the prior and temperatures again with this code's tuner, on "
+                         "the run's own validation split (what training does at its end); the weights are kept")
     a = ap.parse_args()
     if a.from_run:
         run_dir = Path(a.from_run)
@@ -53,6 +56,8 @@ def main() -> None:
         run_dir = ROOT / "runs/bench/default"
     bundle(run_dir)
     model = store.load("vermont-address")
+    if a.retune:
+        retune(model)
     train, test = benchmark_data()
     t0 = time.time()
     report = evaluate(model, train, test, n_samples=a.samples, seed=0)
@@ -63,6 +68,20 @@ def main() -> None:
     print(f"evaluated in {time.time() - t0:.0f} s", file=sys.stderr)
     write_doc(report, "python " + " ".join(sys.argv), a.device)
     (TARGET / "README.md").write_text(provenance(model, "python " + " ".join(sys.argv)))
+
+
+def retune(model) -> None:
+    """Run the end-of-training tuner again on the run's own split (bench/vermont.py's run_regime)."""
+    from synth.configs import from_dict
+    from synth.train.config import TrainConfig
+    from synth.train.tune import tune_generation
+    from synth.train.validation import split_validation
+
+    cfg = from_dict(TrainConfig, model.metadata["run_config"]["train"])
+    fit, validation, _ = split_validation(benchmark_data()[0], cfg)
+    budget = min(cfg.tune.max_seconds, cfg.tune.max_fraction * cfg.time_budget_s)  # as the trainer's
+    model.metadata["tuning"] = tune_generation(model, fit, validation, cfg.tune, budget)
+    model.metadata["tuning"]["retuned"] = "bench/bundle_vermont.py --retune: the tuner run again on the trained weights"
 
 
 def provenance(model, command: str) -> str:

@@ -33,7 +33,8 @@ from synth.eval.pvalue import fit_group_stats, pvalues  # noqa: E402
 from synth.eval.report import as_dicts, evaluate  # noqa: E402
 from synth.model import Model  # noqa: E402
 from synth.train import RunConfig, Trainer  # noqa: E402
-from synth.train.config import UNBOUNDED_STEPS  # noqa: E402
+from synth.configs import from_dict  # noqa: E402
+from synth.train.config import UNBOUNDED_STEPS, TrainConfig  # noqa: E402
 from synth.train.validation import split_validation  # noqa: E402
 
 REGIMES = ["beta_vae", "augmented", "multiscale", "best", "default"]
@@ -43,6 +44,7 @@ PAPER = {  # mean, median, stddev, Levenshtein/char (paper tables 1-3; 2M steps 
     "multiscale": (0.509, 0.494, 0.384, 0.92),
 }
 PROTO = ROOT / "protos/examples/address.proto"
+VALIDATION_SEED = 7  # sampling seed of --validate: not the test split's scoring seed (0)
 
 
 def hardware(device: str) -> str:
@@ -97,6 +99,30 @@ def rescore(name: str, device: str, samples: int, out: Path, config: str | None 
     row.update(score(model, train, test, samples, seed=0))
     (out / name / "bench.json").write_text(json.dumps(row, indent=1))
     return row
+
+
+def validate(name: str, device: str, samples: int, out: Path, seed: int = VALIDATION_SEED) -> dict:
+    """Score a run on its own validation split: the rows `split_validation` held out of the
+    training split under the run's config, which it never trained on. Recipe-level choices
+    (beta, coverage, field order) are made on these figures, never on the test split's."""
+    model = store.load(out / name, device=device)
+    train_cfg = from_dict(TrainConfig, model.metadata["run_config"]["train"])
+    fit, validation, _ = split_validation(benchmark_data()[0], train_cfg)
+    r = evaluate(model, fit, validation, n_samples=samples, seed=seed, chains=0)
+    s, pairs = r["comparison"]["summary"], {(p["a"], p["b"]): p["generated"] for p in r["comparison"]["pairs"]["pairs"]}
+    return {"regime": name, "validation_rows": len(validation), "samples": samples, "seed": seed,
+            "p_mean": s["p_mean"], "p_median": s["p_median"], "p_below_0_05": s["p_below_0_05"],
+            "detection_auc": s["detection_auc"], "street_postcode": pairs[("street", "postcode")],
+            "street_levenshtein": r["levenshtein_per_char"]["street"]}
+
+
+def validation_table(rows: list[dict]) -> str:
+    lines = ["| run | p mean / median | P(p<0.05) | detection AUC | (street, postcode) found | street Lev/char |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['regime']} | {r['p_mean']:.3f} / {r['p_median']:.3f} | {r['p_below_0_05']:.3f} | "
+              f"{r['detection_auc']:.3f} | {100 * r['street_postcode']:.1f}% | {r['street_levenshtein']:.3f} |"
+              for r in rows]
+    return "\n".join(lines)
 
 
 def run_regime(name: str, minutes: float, device: str, samples: int, out: Path) -> dict:
@@ -190,11 +216,19 @@ def main() -> None:
                     help="train nothing: tabulate the bench.json of runs made earlier (e.g. in parallel)")
     ap.add_argument("--rescore", action="store_true", help="train nothing: score existing runs again")
     ap.add_argument("--generation-from", help="with --rescore: apply this regime's generation settings first")
+    ap.add_argument("--validate", action="store_true",
+                    help="train nothing: score existing runs on their validation split (choosing recipes)")
     ap.add_argument("--note", default="", help="a line for the doc, e.g. how the runs shared the machine")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     names = a.regimes.split(",")
+    if a.validate:
+        rows = [validate(n, a.device, a.samples, Path(a.out)) for n in names]
+        for r in rows:
+            (Path(a.out) / r["regime"] / "validation.json").write_text(json.dumps(r, indent=1))
+        print(validation_table(rows))
+        return
     if a.collect:
         rows = [json.loads((Path(a.out) / n / "bench.json").read_text()) for n in names]
     elif a.rescore:

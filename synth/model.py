@@ -22,7 +22,7 @@ from synth.compiler import compile_plan
 from synth.model_config import ModelConfig
 from synth.condition import parse_where
 from synth.errors import InvalidArgument
-from synth.latent_prior import Mixture, fit_mixture, sample_mixture
+from synth.latent_prior import fit_mixture, sample_mixture
 from synth.nn import rowwise
 from synth.nn.draws import RowStreams
 from synth.fitstats import FitStats, fit_stats
@@ -173,8 +173,7 @@ class Model:
         if len(msgs) > max_records:
             msgs = [msgs[i] for i in torch.randperm(len(msgs), generator=g)[:max_records].tolist()]
         mu, sigma = self.encode(msgs)
-        mix = fit_mixture(mu, sigma, components, generator=g)
-        self.vae.set_prior(mix.weights, mix.means, mix.stds)
+        self.vae.set_prior(fit_mixture(mu, sigma, components, generator=g))
 
     @torch.no_grad()
     def sample_latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -183,9 +182,9 @@ class Model:
         if n < 0:
             raise InvalidArgument(f"n must be >= 0, got {n}")
         scale = self.config.latent_temperature
-        if self.vae.prior_weights.numel():
-            mix = Mixture(self.vae.prior_weights, self.vae.prior_means, self.vae.prior_stds * scale)
-            return sample_mixture(mix, n, generator)
+        mix = self.vae.prior()
+        if mix is not None:
+            return sample_mixture(mix.with_weights(mix.weights, scale), n, generator)
         mean, cov = self.vae.latent_distribution()
         eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
         chol = torch.linalg.cholesky(cov + 1e-6 * eye)
@@ -284,13 +283,14 @@ class Model:
         the regions of latent space that produce them; the per-record resampling then
         refines within those. With the single-Gaussian prior, draws are unconditioned.
         """
-        if not (fixed or partial) or not self.vae.prior_weights.numel():
+        prior = self.vae.prior()
+        if not (fixed or partial) or prior is None:
             return self.sample_latents
-        means = self.vae.prior_means
+        means = prior.latent_means()
         ll = torch.cat([self.vae.fixed_loglik(self.codec.encode([cond.message] * len(chunk)), chunk, fixed, partial)
                         for chunk in means.split(CHUNK)])
-        logw = torch.log(self.vae.prior_weights.double()) + ll.double()
-        mix = Mixture(torch.softmax(logw, 0).float(), means, self.vae.prior_stds * self.config.latent_temperature)
+        logw = torch.log(prior.weights.double()) + ll.double()
+        mix = prior.with_weights(torch.softmax(logw, 0).float(), self.config.latent_temperature)
         return lambda n, g: sample_mixture(mix, n, g)
 
     def reconstruct(self, records: Sequence[Any], greedy: bool = True, seed: int | None = None) -> list[Message]:

@@ -24,6 +24,7 @@ from torch import nn
 
 from synth.batch import Batch, NodeData, tensor
 from synth.kinds import kind_of
+from synth.latent_prior import Mixture
 from synth.model_config import ModelConfig
 from synth.nn.draws import RowStreams
 from synth.nn.stdnet import StdNet
@@ -88,6 +89,8 @@ class RecordVAE(nn.Module):
         self.register_buffer("prior_weights", torch.zeros(0))
         self.register_buffer("prior_means", torch.zeros(0, d))
         self.register_buffer("prior_stds", torch.zeros(0, d))
+        self.register_buffer("prior_basis", torch.zeros(0, d))  # (D, D) when the components are rotated
+        self.register_buffer("prior_center", torch.zeros(0))
 
     @property
     def device(self) -> torch.device:
@@ -142,12 +145,25 @@ class RecordVAE(nn.Module):
         self.latent_m2.mul_(a).add_((1 - a) * second)
         self.latent_steps.add_(1)
 
-    def set_prior(self, weights: torch.Tensor, means: torch.Tensor, stds: torch.Tensor) -> None:
-        """Install a fitted mixture prior (shapes may differ from the current, empty, buffers)."""
-        dev = self.latent_m1.device
-        self.prior_weights = weights.float().to(dev)
-        self.prior_means = means.float().to(dev)
-        self.prior_stds = stds.float().to(dev)
+    def set_prior(self, mix: Mixture | None) -> None:
+        """Install a fitted mixture prior, or None for the single Gaussian (shapes may differ
+        from the current buffers)."""
+        dev, d = self.latent_m1.device, self.cfg.latent_dim
+        if mix is None:
+            mix = Mixture(torch.zeros(0), torch.zeros(0, d), torch.zeros(0, d))
+        self.prior_weights = mix.weights.float().to(dev)
+        self.prior_means = mix.means.float().to(dev)
+        self.prior_stds = mix.stds.float().to(dev)
+        self.prior_basis = (torch.zeros(0, d) if mix.basis is None else mix.basis).float().to(dev)
+        self.prior_center = (torch.zeros(0) if mix.center is None else mix.center).float().to(dev)
+
+    def prior(self) -> Mixture | None:
+        """The fitted mixture prior, or None when generation uses the single Gaussian."""
+        if not self.prior_weights.numel():
+            return None
+        rotated = self.prior_basis.numel() > 0
+        return Mixture(self.prior_weights, self.prior_means, self.prior_stds,
+                       self.prior_basis if rotated else None, self.prior_center if rotated else None)
 
     def latent_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (D,) and covariance (D, D) to sample z from; N(0, I) before any training."""

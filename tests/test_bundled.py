@@ -22,29 +22,29 @@ from synth.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-FLOOR_P_MEAN = 0.38  # measured 0.431 on 10,000 samples (docs/benchmarks.md), 0.450 on 2,000
-FLOOR_P_MEDIAN = 0.36  # measured 0.413 on 10,000, 0.447 on 2,000
+FLOOR_P_MEAN = 0.40  # measured 0.458 on 10,000 samples (docs/benchmarks.md), 0.458 on 2,000
+FLOOR_P_MEDIAN = 0.40  # measured 0.451 on 10,000, 0.455 on 2,000
 
 SAMPLES = 2000
 # Bands on the `synth evaluate` report (compare_records' figures). Measured on the bundled
-# model with the command of `report` below (2,000 samples, seed 0): detection AUC 0.654
+# model with the command of `report` below (2,000 samples, seed 0): detection AUC 0.630
 # (floor, real held-out rows vs training rows: 0.49), copies 0.000 (floor 0.000: no
 # held-out row repeats a training row's full leaf tuple, coordinates included), p mean
-# 0.450 / median 0.447 / std 0.331 (real rows 0.517 / -, 0.29), P(p < 0.05) 0.175 (real
-# 0.063), mean TV 0.044, street Levenshtein per char 0.163, (street, postcode) pairs found
-# in the training data 0.612 (real 0.763).
+# 0.458 / median 0.455 / std 0.312 (real rows 0.517 / -, 0.29), P(p < 0.05) 0.131 (real
+# 0.063), mean TV 0.040, street Levenshtein per char 0.169, (street, postcode) pairs found
+# in the training data 0.666 (real 0.763).
 BANDS = {
     "p_mean": (FLOOR_P_MEAN, 0.60),  # a centroid generator: ~1.0
     "p_median": (FLOOR_P_MEDIAN, 0.65),
     "p_std": (0.25, 0.36),  # uniform p: 0.289; a centroid generator: ~0
     "p_below_0_05": (0.02, 0.22),  # real rows 0.063; a centroid generator: 0
     "copies": (0.0, 0.01),  # real held-out rows: 0.000
-    "detection_auc": (0.0, 0.75),  # 0.654 +- 0.013; an untrained or broken model: ~1
+    "detection_auc": (0.0, 0.70),  # 0.630 +- 0.02; an untrained or broken model: ~1
     "detection_auc_floor": (0.0, 0.55),  # real vs real: 0.5 +- 0.007 at this size
     "mean_tv": (0.0, 0.07),
 }
 MAX_STREET_LEVENSHTEIN = 0.30  # reconstruction, per character (paper section 3)
-MIN_STREET_POSTCODE_PAIRS = 0.50  # generated (street, postcode) pairs that exist in the data
+MIN_STREET_POSTCODE_PAIRS = 0.55  # generated (street, postcode) pairs that exist in the data
 
 
 def band_violations(comparison: dict) -> list[str]:
@@ -154,11 +154,11 @@ def test_where_conditions_the_sample_not_only_overwrites_it(model, vermont):
     """`where` must steer the other fields: fixing the postcode afterwards is not enough.
 
     p-values against per-postcode Gaussians fitted on the training split of
-    vermont_split(seed=0). Measured (seed 0): p mean 0.178 over the 200 drawn here when the
-    postcode conditions the sample (0.167 for the 05401 rows of 20,000 unconditioned
-    samples: Burlington is the model's weakest town, its generated spread twice the real
-    one, docs/benchmarks.md); 0.002 over the 100 here when unconditioned samples merely
-    get 05401 written in (overwrite-only, what a `where` that does not condition would give).
+    vermont_split(seed=0). Measured (seed 0): p mean 0.369 over the 200 drawn here when the
+    postcode conditions the sample (Burlington is a dense town: 0.178 with the model bundled
+    before the principal-axes prior, docs/benchmarks.md); 0.015 over the 100 here when
+    unconditioned samples merely get 05401 written in (overwrite-only, what a `where` that
+    does not condition would give).
     """
     from synth.eval.pvalue import fit_group_stats, pvalues
     from synth.eval.report import as_dicts
@@ -170,7 +170,7 @@ def test_where_conditions_the_sample_not_only_overwrites_it(model, vermont):
     assert all(r["postcode"] == "05401" for r in conditioned)
     p_cond, p_over = pvalues(conditioned, stats), pvalues(overwritten, stats)
     assert p_cond.malformed == p_cond.unknown == 0
-    assert p_cond.mean >= 0.12, p_cond.mean
+    assert p_cond.mean >= 0.25, p_cond.mean
     assert p_over.mean <= 0.05, p_over.mean
     assert p_cond.mean >= 5 * p_over.mean + 0.1, (p_cond.mean, p_over.mean)
 

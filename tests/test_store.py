@@ -201,6 +201,30 @@ def test_stored_order_that_does_not_fit_the_schema_is_refused(saved, tmp_path, o
         store.load(d)
 
 
+def test_artifact_from_before_rotated_priors_still_loads(saved, tmp_path):
+    """Artifacts written before the mixture prior had a basis (axis-aligned components,
+    no prior_basis / prior_center tensors) load and sample as they did."""
+    from safetensors.torch import load_file, save_file
+
+    from synth.latent_prior import fit_mixture
+
+    model, _ = saved["address"]
+    mu, sigma = model.encode(CASES["address"][1]())
+    model = Model(model.schema, model.config, model.stats)
+    model.vae.load_state_dict(saved["address"][0].vae.state_dict())
+    model.vae.set_prior(fit_mixture(mu, sigma, 3, generator=torch.Generator().manual_seed(0), rotate=False))
+    d = store.save(model, tmp_path / "old")
+    state = load_file(str(d / "weights.safetensors"))
+    assert state.pop("prior_basis").numel() == 0 and state.pop("prior_center").numel() == 0
+    save_file(state, str(d / "weights.safetensors"))
+    m = json.loads((d / "manifest.json").read_text())
+    m["weights_sha256"] = store._sha256(d / "weights.safetensors")
+    (d / "manifest.json").write_text(json.dumps(m))
+    loaded = store.load(d)
+    assert loaded.vae.prior() is not None and loaded.vae.prior().basis is None
+    assert wire(loaded.sample(10, seed=4)) == wire(model.sample(10, seed=4))
+
+
 def test_missing_weights(saved, tmp_path):
     d = copy_artifact(saved["address"][1], tmp_path / "a")
     (d / "weights.safetensors").unlink()

@@ -111,7 +111,7 @@ def choose_prior(model: Any, train: Sequence[Any], val: Sequence[Any], candidate
             ll = mixture_loglik(z_v, mix)
         scores.append({"components": k, "validation_loglik": round(ll, 4)})
     best = max(scores, key=lambda s: s["validation_loglik"])["components"] if scores else 0
-    _install_prior(model, priors.get(best))
+    model.vae.set_prior(priors.get(best))
     model.config = dataclasses.replace(model.config, latent_prior_components=best)
     return {"chosen": best, "criterion": f"mean log-likelihood of {POSTERIOR_DRAWS} draws per validation "
                                          "posterior (nats/record): the prior's term of the validation ELBO",
@@ -119,12 +119,6 @@ def choose_prior(model: Any, train: Sequence[Any], val: Sequence[Any], candidate
             "train_posteriors": n, "validation_posteriors": int(mu_v.shape[0])}
 
 
-def _install_prior(model: Any, mix: Mixture | None) -> None:
-    d = model.latent_dim
-    if mix is None:
-        model.vae.set_prior(torch.zeros(0), torch.zeros(0, d), torch.zeros(0, d))
-    else:
-        model.vae.set_prior(mix.weights, mix.means, mix.stds)
 
 
 def gaussian_loglik(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> float:
@@ -136,8 +130,9 @@ def gaussian_loglik(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> f
 
 
 def mixture_loglik(x: torch.Tensor, mix: Mixture) -> float:
-    """Mean log sum_k w_k N(x; m_k, diag(s_k^2)) over the rows of x, via matrix products."""
-    x = x.double().cpu()
+    """Mean log sum_k w_k N(x; m_k, diag(s_k^2)) over the rows of x, via matrix products
+    (in the components' rotated coordinates: a rotation's Jacobian is 1)."""
+    x = mix.to_rotated(x.double().cpu())
     m, s = mix.means.double().cpu(), mix.stds.double().cpu().clamp_min(1e-6)
     inv = 1.0 / s**2  # (K, D)
     quad = (x**2) @ inv.T - 2.0 * x @ (m * inv).T + (m**2 * inv).sum(1)  # (n, K)
