@@ -53,20 +53,6 @@ def test_merged_requests_equal_alone(name, request):
     assert alone[0] == alone[-1] and alone[0] != alone[2]  # seeds matter, and only seeds
 
 
-@pytest.mark.parametrize("kernels", ["padded GEMM", "row by row"])
-def test_merged_requests_equal_alone_with_either_kernel(places, kernels, monkeypatch):
-    """The padded GEMM is used where a start-up check finds this BLAS row-invariant; the
-    row-by-row fallback must be exact too, for machines where the check fails."""
-    from synth.nn import rowwise
-
-    if kernels == "padded GEMM" and not rowwise.padded_gemm_is_row_invariant("linear", torch.float32):
-        pytest.skip("this BLAS is not row-invariant on padded batches: the server computes row by row")
-    monkeypatch.setattr(rowwise, "_checked", {})
-    monkeypatch.setattr(rowwise, "padded_gemm_is_row_invariant", lambda *a, **k: kernels == "padded GEMM")
-    alone = [wire(places.sample(n, seed=s)) for n, s in REQUESTS]
-    assert [wire(r) for r in places.sample_many(REQUESTS)] == alone
-
-
 def test_sample_many_refuses_big_requests(places):
     from synth.errors import InvalidArgument
 
