@@ -270,6 +270,12 @@ def test_objective_prefers_low_auc_then_calibration_then_tv():
          {"detection_auc": 0.71, "detection_auc_std": 0.02, "p_below_0_05": 0.06, "mean_tv": 0.3},
          {"detection_auc": 0.715, "detection_auc_std": 0.02, "p_below_0_05": 0.06, "mean_tv": 0.1}]
     assert pick(r) is r[3]
+    # a gap within the noise of *either* AUC is a tie: a noisy candidate is not ruled out by
+    # the best's tight folds alone (0.025 < hypot(0.005, 0.03) but > 0.005 and > 0.01)
+    noisy = [{"detection_auc": 0.700, "detection_auc_std": 0.005, "p_below_0_05": 0.30, "mean_tv": 0.1},
+             {"detection_auc": 0.725, "detection_auc_std": 0.03, "p_below_0_05": 0.06, "mean_tv": 0.1},
+             {"detection_auc": 0.760, "detection_auc_std": 0.03, "p_below_0_05": 0.05, "mean_tv": 0.1}]
+    assert pick(noisy) is noisy[1]
     with pytest.raises(Exception):
         TuneConfig(seed=0)  # never the benchmark's evaluation seed
 

@@ -19,7 +19,8 @@ an evaluation seed that is not the benchmark's):
    each candidate `samples` records are generated (seed `tune.seed`) and compared with
    the validation records by `synth.eval.compare.compare_records`. Objective,
    lexicographic: the detection AUC (lower is better); candidates within the noise of
-   the best (its std over folds, at least 0.01) are tied, and ties go to the better
+   their gap to the best (the two AUCs' fold stds combined, at least 0.01) are tied, and
+   ties go to the better
    p-value calibration |P(p < 0.05) - 0.05| (when the schema has geo fields), then to
    the lower mean TV distance. Detection comes first because it is the one figure
    that sees joint structure of all fields; the others only break ties it cannot.
@@ -47,7 +48,7 @@ from synth.train.config import TuneConfig
 
 MAX_POSTERIORS = 20000  # training posteriors the mixtures are fitted on (as fit_latent_prior)
 POSTERIOR_DRAWS = 4  # latent draws per validation posterior in the prior's score
-DETECTION_TIE = 0.01  # detection AUCs closer than this (or the best's fold std) are a tie
+DETECTION_TIE = 0.01  # detection AUCs closer than this (or their gap's noise) are a tie
 
 
 def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequence[Any], cfg: TuneConfig,
@@ -177,7 +178,7 @@ def choose_temperatures(model: Any, val: Sequence[Any], cfg: TuneConfig, deadlin
                                        latent_temperature=best["latent_temperature"])
     return {"chosen": {"sample_temperature": best["sample_temperature"],
                        "latent_temperature": best["latent_temperature"]},
-            "objective": "min detection AUC; within max(fold std, 0.01) of the best: "
+            "objective": "min detection AUC; within max(hypot of the two fold stds, 0.01) of the best: "
                          "min |P(p<0.05) - 0.05|, then min mean TV",
             "samples": cfg.samples, "candidates": rows, "not_evaluated_budget": skipped}
 
@@ -187,8 +188,13 @@ def pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     def num(v: Any, default: float) -> float:
         return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else default
 
-    best_auc = min(num(r["detection_auc"], 1.0) for r in rows)
     best_row = min(rows, key=lambda r: num(r["detection_auc"], 1.0))
-    tie = max(num(best_row.get("detection_auc_std"), 0.0), DETECTION_TIE)
-    tied = [r for r in rows if num(r["detection_auc"], 1.0) <= best_auc + tie]
+    best_auc, best_std = num(best_row["detection_auc"], 1.0), num(best_row.get("detection_auc_std"), 0.0)
+
+    def tied(r: dict[str, Any]) -> bool:
+        # A gap smaller than the noise of the gap (both AUCs' fold spreads) is no evidence.
+        noise = math.hypot(best_std, num(r.get("detection_auc_std"), 0.0))
+        return num(r["detection_auc"], 1.0) <= best_auc + max(noise, DETECTION_TIE)
+
+    tied = [r for r in rows if tied(r)]
     return min(tied, key=lambda r: (abs(num(r["p_below_0_05"], 0.05) - 0.05), num(r["mean_tv"], 1.0)))
