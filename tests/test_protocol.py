@@ -187,6 +187,30 @@ class _Posteriors:
         return mu, torch.full_like(mu, self.sigma)
 
 
+@pytest.mark.parametrize("restore", [False, True])
+def test_restore_best_ends_with_the_best_validation_weights(restore):
+    """With early_stopping_restore_best the run ends with the weights of its best validation
+    loss, not its last step's; off (the default), it ends with the last step's."""
+    c = cfg(steps=12, eval_every=4, log_every=4, eval_records=8, early_stopping_patience=10, lr=3e-2,
+            early_stopping_restore_best=restore)
+    m = model()
+    t = Trainer(m, c, rows(), progress=False)
+    losses = iter([1.0, 0.5, 2.0])  # the best validation loss is at the second evaluation (step 8)
+    snapshots = {}
+    real = t._early_stop
+
+    def fake(_):
+        snapshots[t.step] = {k: v.clone() for k, v in m.vae.state_dict().items()}
+        return real(next(losses))
+
+    t._early_stop = fake
+    t.run()
+    assert t.best_step == 8 and t.step == 12
+    want = snapshots[8 if restore else 12]
+    assert [k for k in want if not torch.equal(m.vae.state_dict()[k], want[k])] == []
+    assert t.restored_best is restore
+
+
 def test_prior_size_is_chosen_by_validation_posteriors():
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(8, 4, generator=g) * 6

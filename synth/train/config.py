@@ -106,6 +106,8 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps; 0 = none by steps
     checkpoint_seconds: float = 60.0  # also after this much training time since the last one; 0 = none
     early_stopping_patience: int = 5  # evaluations without validation-loss improvement; 0 = off
+    # Keep the weights of the best validation loss and end with them (an experiment; off by default)
+    early_stopping_restore_best: bool = False
     device: str = "auto"  # auto | cpu | cuda
     time_budget_s: float = 0.0  # stop (normally, with the final artifact) after this wall time; 0 = none
     # The validation split, taken from the training records (seeded); it alone drives

@@ -106,6 +106,8 @@ class Trainer:
         self.best_test = math.inf  # the best validation loss (name kept for checkpoints)
         self.best_step = 0
         self.bad_evals = 0
+        self._best_state: dict[str, torch.Tensor] | None = None  # with early_stopping_restore_best
+        self.restored_best = False
         self.last: dict[str, float] = {}
         self.elapsed_before = 0.0  # training wall time of earlier processes (resume)
         self._t0 = time.time()
@@ -341,6 +343,8 @@ class Trainer:
         if self.out_dir:
             self.save_checkpoint()
         wall = time.time() - t0
+        if not stopped:  # after the checkpoint, which resumes from the last step's weights
+            self.restored_best = self._restore_best()
         if self.out_dir and not stopped and main:
             self.finalize(wall)
         return TrainResult(self.step, stopped, early, dict(self.last), wall)
@@ -352,12 +356,21 @@ class Trainer:
         self._t0 = time.time() - (elapsed - self.elapsed_before)
         return bool(stop_f), bool(time_f)
 
+    def _restore_best(self) -> bool:
+        """With early_stopping_restore_best: end with the weights of the best validation loss."""
+        if self._best_state is None or self.best_step == self.step:
+            return False
+        self.model.vae.load_state_dict(self._best_state)
+        return True
+
     def _early_stop(self, validation_loss: float | None) -> bool:
         """Early stopping reads the validation loss only (never the test loss)."""
         if validation_loss is None or not self.cfg.early_stopping_patience:
             return False
         if validation_loss < self.best_test - 1e-6:
             self.best_test, self.best_step, self.bad_evals = validation_loss, self.step, 0
+            if self.cfg.early_stopping_restore_best:
+                self._best_state = {k: v.detach().clone() for k, v in self.model.vae.state_dict().items()}
             return False
         self.bad_evals += 1
         return self.bad_evals >= self.cfg.early_stopping_patience
@@ -388,7 +401,8 @@ class Trainer:
         validation = {**self.validation_info,
                       "early_stopping": {"patience": self.cfg.early_stopping_patience,
                                          "best_validation_loss": None if math.isinf(self.best_test)
-                                         else self.best_test, "best_step": self.best_step}}
+                                         else self.best_test, "best_step": self.best_step,
+                                         "restored_best": self.restored_best}}
         self.model.metadata.update({
             "run_config": self.run_config.to_dict(),
             "validation": validation,
