@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from doc import replace_block  # noqa: E402
 from synth import store  # noqa: E402
 from synth.eval.report import evaluate, format_table  # noqa: E402
-from vermont import benchmark_data, hardware, run_regime  # noqa: E402
+from vermont import benchmark_data, hardware, run_regime, run_split  # noqa: E402
 
 TARGET = ROOT / "synth/pretrained/vermont-address"
 
@@ -75,10 +75,9 @@ def retune(model) -> None:
     from synth.configs import from_dict
     from synth.train.config import TrainConfig
     from synth.train.tune import tune_generation
-    from synth.train.validation import split_validation
 
     cfg = from_dict(TrainConfig, model.metadata["run_config"]["train"])
-    fit, validation, _ = split_validation(benchmark_data()[0], cfg)
+    fit, validation = run_split(model)
     budget = min(cfg.tune.max_seconds, cfg.tune.max_fraction * cfg.time_budget_s)  # as the trainer's
     model.metadata["tuning"] = tune_generation(model, fit, validation, cfg.tune, budget)
     model.metadata["tuning"]["retuned"] = "bench/bundle_vermont.py --retune: the tuner run again on the trained weights"

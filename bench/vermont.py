@@ -101,13 +101,19 @@ def rescore(name: str, device: str, samples: int, out: Path, config: str | None 
     return row
 
 
+def run_split(model: Model) -> tuple[list[dict], list[dict]]:
+    """(fit, validation): the benchmark's training split divided as the model's run divided it."""
+    train_cfg = from_dict(TrainConfig, model.metadata["run_config"]["train"])
+    fit, validation, _ = split_validation(benchmark_data()[0], train_cfg)
+    return fit, validation
+
+
 def validate(name: str, device: str, samples: int, out: Path, seed: int = VALIDATION_SEED) -> dict:
     """Score a run on its own validation split: the rows `split_validation` held out of the
     training split under the run's config, which it never trained on. Recipe-level choices
     (beta, coverage, field order) are made on these figures, never on the test split's."""
     model = store.load(out / name, device=device)
-    train_cfg = from_dict(TrainConfig, model.metadata["run_config"]["train"])
-    fit, validation, _ = split_validation(benchmark_data()[0], train_cfg)
+    fit, validation = run_split(model)
     r = evaluate(model, fit, validation, n_samples=samples, seed=seed, chains=0)
     s, pairs = r["comparison"]["summary"], {(p["a"], p["b"]): p["generated"] for p in r["comparison"]["pairs"]["pairs"]}
     return {"regime": name, "validation_rows": len(validation), "samples": samples, "seed": seed,

@@ -24,7 +24,6 @@ import synth
 from synth.configs import from_dict, to_dict
 from synth.errors import AlreadyExists, ArtifactError, ConfigError, NotFound, SchemaError, VersionError
 from synth.fitstats import FitStats
-from synth.latent_prior import Mixture
 from synth.model import Model
 from synth.model_config import LEGACY, ModelConfig
 from synth.tokens import EOS, VOCAB
@@ -201,13 +200,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Model:
     try:
         state = load_file(str(weights), device="cpu")
         if "prior_weights" in state:  # the mixture prior's size is the data's, not the config's
-            # artifacts written before rotated components have no basis: axis-aligned ones
-            state.setdefault("prior_basis", torch.zeros(0, config.latent_dim))
-            state.setdefault("prior_center", torch.zeros(0))
-            rotated = state["prior_basis"].numel() > 0
-            model.vae.set_prior(Mixture(state["prior_weights"], state["prior_means"], state["prior_stds"],
-                                        state["prior_basis"] if rotated else None,
-                                        state["prior_center"] if rotated else None))
+            model.vae.load_prior(state)
         model.vae.load_state_dict(state, strict=True)
     except Exception as e:  # safetensors raises its own error types for truncated files
         raise ArtifactError(f"{weights}: weights do not fit the model ({e})") from e

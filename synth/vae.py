@@ -159,11 +159,15 @@ class RecordVAE(nn.Module):
 
     def prior(self) -> Mixture | None:
         """The fitted mixture prior, or None when generation uses the single Gaussian."""
-        if not self.prior_weights.numel():
-            return None
-        rotated = self.prior_basis.numel() > 0
-        return Mixture(self.prior_weights, self.prior_means, self.prior_stds,
-                       self.prior_basis if rotated else None, self.prior_center if rotated else None)
+        return _mixture(self.prior_weights, self.prior_means, self.prior_stds, self.prior_basis, self.prior_center)
+
+    def load_prior(self, state: dict[str, torch.Tensor]) -> None:
+        """Size the prior buffers for a saved state dict before it is loaded. Artifacts
+        written before rotated components have no basis: their components are axis-aligned."""
+        d = self.cfg.latent_dim
+        state.setdefault("prior_basis", torch.zeros(0, d))
+        state.setdefault("prior_center", torch.zeros(0))
+        self.set_prior(_mixture(*(state[f"prior_{k}"] for k in ("weights", "means", "stds", "basis", "center"))))
 
     def latent_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (D,) and covariance (D, D) to sample z from; N(0, I) before any training."""
@@ -276,3 +280,12 @@ class _Gen:
         """What a node's random draws come from: its instances' request streams (their
         records are `root`), or the one generator."""
         return self.streams.bind(root) if self.streams is not None else self.generator
+
+
+def _mixture(weights: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, basis: torch.Tensor,
+             center: torch.Tensor) -> Mixture | None:
+    """The prior buffers as a Mixture; empty buffers mean none (weights) or axis-aligned (basis)."""
+    if not weights.numel():
+        return None
+    rotated = basis.numel() > 0
+    return Mixture(weights, means, stds, basis if rotated else None, center if rotated else None)

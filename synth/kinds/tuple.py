@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from synth.errors import SchemaError
 from synth.kinds.base import Kind, MapEntry, Node, kind_of, register, skew
 from synth.nn.tuple import Tuple
-from synth.errors import SchemaError
 from synth.schema.tree import FieldNode, MessageNode, is_joint_float
 
 if TYPE_CHECKING:

@@ -20,8 +20,7 @@ an evaluation seed that is not the benchmark's):
    the validation records by `synth.eval.compare.compare_records`. Objective,
    lexicographic: the detection AUC (lower is better); candidates within the noise of
    their gap to the best (the two AUCs' fold stds combined, at least 0.01) are tied, and
-   ties go to the better
-   p-value calibration |P(p < 0.05) - 0.05| (when the schema has geo fields), then to
+   ties go to the better p-value calibration |P(p < 0.05) - 0.05| (when the schema has geo fields), then to
    the lower mean TV distance. Detection comes first because it is the one figure
    that sees joint structure of all fields; the others only break ties it cannot.
 
@@ -118,8 +117,6 @@ def choose_prior(model: Any, train: Sequence[Any], val: Sequence[Any], candidate
                                          "posterior (nats/record): the prior's term of the validation ELBO",
             "candidates": scores, "dropped_above_train_posteriors": dropped,
             "train_posteriors": n, "validation_posteriors": int(mu_v.shape[0])}
-
-
 
 
 def gaussian_loglik(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> float:
