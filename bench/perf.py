@@ -124,7 +124,9 @@ def train_rate(make_model, train_cfg, records: list, batch: int, steps: int, dev
         tr.train_step()
         tr.step += 1
     sync(device)
-    return batch * steps / (time.perf_counter() - t0)
+    rate = batch * steps / (time.perf_counter() - t0)
+    tr.close()
+    return rate
 
 
 def flops_per_record(make_model, train_cfg, records: list, batch: int, device: str) -> float:
@@ -136,6 +138,7 @@ def flops_per_record(make_model, train_cfg, records: list, batch: int, device: s
     tr.step += 1
     with FlopCounterMode(display=False) as counter:
         tr.train_step()
+    tr.close()
     return counter.get_total_flops() / batch
 
 
@@ -223,8 +226,10 @@ def part_train(a: argparse.Namespace) -> dict[str, Any]:
     from synth.run_config import load_run_config
 
     device = resolve_device(a.device)
-    n_rows, steps = (400, 2) if a.quick else (20000, 6)
-    sweep = [32] if a.quick else [64, 128, 256, 512, 1024]
+    cuda = device.startswith("cuda")
+    n_rows, steps = (400, 2) if a.quick else ((70000, 20) if cuda else (20000, 6))
+    # A GPU runs out of per-step overhead only at much larger batches
+    sweep = [32] if a.quick else ([256, 1024, 4096, 16384, 32768, 65536] if cuda else [64, 128, 256, 512, 1024])
     base = 32 if a.quick else 256
     rows = vermont(n_rows)
     paper = load_run_config(ROOT / "bench/configs/paper.toml")
@@ -240,6 +245,15 @@ def part_train(a: argparse.Namespace) -> dict[str, Any]:
     best_batch = max(rates, key=rates.get)
     out["address"] = {"batch": base, "rate": rates.get(base) or rates[best_batch], "sweep": rates,
                       "best_batch": best_batch, "best_rate": rates[best_batch]}
+    if cuda:  # bf16 autocast ([train] precision): a GPU lever, not measured on the CPU
+        log("training: address model, bf16 autocast")
+        bf16 = dataclasses.replace(paper.train, precision="bf16")
+        out["address_bf16"] = {b: train_rate(address(paper.model), bf16, rows, b, steps, device)
+                               for b in (base, best_batch)}
+        log("training: address model, encoding in the training process (loader_workers 0)")
+        inline = dataclasses.replace(paper.train, loader_workers=0)
+        out["address_inline_encoding"] = {b: train_rate(address(paper.model), inline, rows, b, steps, device)
+                                          for b in (base, best_batch)}
     log("training: bundled model's config")
     out["bundled_config"] = {"batch": base, "rate": train_rate(address(bundled_cfg), best.train, rows, base,
                                                                steps, device)}
@@ -252,7 +266,7 @@ def part_train(a: argparse.Namespace) -> dict[str, Any]:
     out["naive"] = {"batch": base, "rate": naive_rate(rows, base, max(1, steps // 2), device)}
     log("FLOPs")
     flops = flops_per_record(address(paper.model), paper.train, rows, base, device)
-    peak = matmul_flops(device, 512 if a.quick else 2048)
+    peak = matmul_flops(device, 512 if a.quick else (8192 if cuda else 2048))
     out["flops"] = {"per_record": flops, "achieved": flops * out["address"]["rate"], "matmul": peak,
                     "share": flops * out["address"]["rate"] / peak}
     out["peak_rss_mb"] = peak_rss_mb()
@@ -277,15 +291,29 @@ def part_inprocess(a: argparse.Namespace) -> dict[str, Any]:
 
     device = resolve_device(a.device)
     model = store.load(store.bundled_models()[MODEL], device=device)
-    n = 256 if a.quick else 8192
-    rows = vermont(n)
+    n = 256 if a.quick else (131072 if device.startswith("cuda") else 8192)
+    rows = vermont(min(n, 65536))
+    rows = (rows * (n // len(rows) + 1))[:n]
     model.sample(64, seed=0)  # warm-up
     sample_s = best_of(lambda: model.sample(n, seed=1))
+    z = model.sample_latents(n, model.generator(4)).to(model.device)
+    chunk = model.chunk
+
+    def generate_tensors() -> None:  # the model's part of sampling: no Python records built
+        for i in range(0, n, chunk):
+            model.vae.generate(z[i: i + chunk], model.config.sample_temperature, False, model.generator(5),
+                               reencode=model.reencode)
+        sync(device)
+
+    with torch.inference_mode():
+        model.vae.eval()
+        tensors_s = best_of(generate_tensors)
     one_s = best_of(lambda: model.sample(1, seed=2), reps=5)
     encode_s = best_of(lambda: model.encode(rows))
     mu, _ = model.encode(rows)
     decode_s = best_of(lambda: model.decode(mu, seed=3))
     return {"device": device, "threads": torch.get_num_threads(), "n": n, "sample": n / sample_s,
+            "generate_tensors": n / tensors_s,
             "sample_one_ms": one_s * 1000, "encode": n / encode_s, "decode": n / decode_s,
             "peak_rss_mb": peak_rss_mb()}
 
@@ -303,7 +331,8 @@ def start_server(device: str, models_dir: Path) -> tuple[subprocess.Popen, str, 
     import http.client
 
     http_port, grpc_port = free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))  # SYNTH_* settings of the caller apply
+    # SYNTH_* settings and the PYTHONPATH of the caller apply (the checkout first)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     cmd = [sys.executable, "-m", "synth.server", "--models", str(models_dir), "--host", "127.0.0.1",
            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--device", device]
     logfile = (models_dir / "server.log").open("wb")
@@ -498,6 +527,11 @@ def table(r: dict[str, Any]) -> str:
     sweep = ", ".join(f"{b}: {v:,.0f}" for b, v in t["address"]["sweep"].items())
     add(f"train, address model, best batch ({t['address']['best_batch']})",
         f"{t['address']['best_rate']:,.0f} records/s (sweep {sweep})")
+    for b, rate in (t.get("address_bf16") or {}).items():
+        add(f"train, address model, bf16 autocast, batch {b}", f"{rate:,.0f} records/s")
+    for b, rate in (t.get("address_inline_encoding") or {}).items():
+        add(f"train, address model, encoding in the training process (loader_workers 0), batch {b}",
+            f"{rate:,.0f} records/s")
     add(f"train, bundled model's config (best.toml), batch {t['bundled_config']['batch']}",
         f"{t['bundled_config']['rate']:,.0f} records/s")
     add(f"train, repeated schema (Street with repeated House), batch {t['repeated']['batch']}",
@@ -509,6 +543,9 @@ def table(r: dict[str, Any]) -> str:
         f"{f['achieved'] / 1e9:,.2f} / {f['matmul'] / 1e9:,.1f} GFLOP/s = {100 * f['share']:.1f}%")
     add(f"in-process sample, bundled model (n={i['n']})",
         f"{i['sample']:,.0f} records/s = {i['sample'] / t['bundled_config']['rate']:.1f}x its config's training")
+    if "generate_tensors" in i:
+        add(f"in-process generation alone (n={i['n']}: latents to token tensors, no records built)",
+            f"{i['generate_tensors']:,.0f} records/s")
     add("in-process sample n=1", f"{i['sample_one_ms']:.1f} ms")
     add(f"in-process encode / decode (n={i['n']})", f"{i['encode']:,.0f} / {i['decode']:,.0f} records/s")
     for x in s["rest"]:
@@ -568,7 +605,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"Versions: {results['versions']}  \n"
                 f"Load average (1/5/15 min) before: {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}, after: "
                 f"{la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}; wall {results['wall_s'] / 60:.1f} min")
-        replace_block("perf", "Performance", head + "\n\n" + body + (f"\n\n{a.note}" if a.note else ""))
+        # The GPU table has its own block: a CUDA run does not replace the CPU figures
+        block, title = ("perf-gpu", "Performance on a GPU") if device.startswith("cuda") else ("perf", "Performance")
+        replace_block(block, title, head + "\n\n" + body + (f"\n\n{a.note}" if a.note else ""))
     return 0
 
 

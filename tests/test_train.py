@@ -1,6 +1,7 @@
 """Training: schedules, scheduled sampling, multiscale, augmented training, resume, reproducibility."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -180,6 +181,22 @@ def test_same_seed_same_model_on_cpu(tmp_path):
         assert ka == kb and torch.equal(va, vb), ka
 
 
+def test_encoding_workers_train_the_same_model_as_the_training_process():
+    """loader_workers (the GPU default) encodes batches ahead in forked processes; the
+    batches, and so the weights, are the ones a run without workers gets, epochs included."""
+    a, b = tiny(seed=3), tiny(seed=3)
+    cfg = quiet(steps=20, batch_size=24, seed=5)  # 64 records: batches straddle epochs
+    Trainer(a, dataclasses.replace(cfg, loader_workers=0), rows(), progress=False).run()
+    trainer = Trainer(b, dataclasses.replace(cfg, loader_workers=2), rows(), progress=False)
+    assert trainer.loader_workers() == 2
+    trainer.run()
+    assert trainer.prefetch is None  # the workers are stopped at the end of the run
+    for (ka, va), (_, vb) in zip(a.vae.state_dict().items(), b.vae.state_dict().items()):
+        assert torch.equal(va, vb), ka
+    auto = Trainer(tiny(), quiet(device="cpu"), rows(), progress=False)
+    assert auto.loader_workers() == 0  # auto: the CPU's cores train
+
+
 def test_generated_loss_is_logged_and_config_lands_in_manifest(tmp_path):
     model = tiny()
     out = tmp_path / "run"
@@ -193,6 +210,23 @@ def test_generated_loss_is_logged_and_config_lands_in_manifest(tmp_path):
     # the stored config rebuilds the same RunConfig
     (tmp_path / "again.json").write_text(json.dumps(run))
     assert RunConfig.from_file(tmp_path / "again.json").to_dict() == run
+
+
+def test_bf16_autocast_trains_with_fp32_weights_and_a_falling_loss():
+    """precision = "bf16" (the GPU lever; CPU autocast runs the same path): the loss is
+    finite and falls, the weights and every loss term stay fp32, and a bad name is refused."""
+    model = tiny()
+    before = model.loss(rows()).total
+    trainer = Trainer(model, quiet(steps=40, batch_size=16, lr=3e-3, precision="bf16",
+                                   beta=BetaSchedule(kind="constant", end=0.0)), rows(), progress=False)
+    stats = trainer.train_step()
+    assert stats["loss"].dtype == torch.float32 and torch.isfinite(stats["loss"])
+    trainer.run()
+    assert all(p.dtype == torch.float32 for p in model.vae.parameters())
+    after = model.loss(rows()).total
+    assert after < before * 0.8, (before, after)
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")
 
 
 # -- resume after a kill, Ctrl-C ------------------------------------------------------------------

@@ -106,11 +106,15 @@ class ScalarTuple(nn.Module):
         if self.cfg.likelihood == "mse":
             # Summed, not averaged, squared error: all k fields together weigh 1 (B.2).
             return ((self.dec(emb) - xw) ** 2).sum(1)  # (n,)
-        chol = self.cholesky(emb)
-        resid = (xw - self.dec(emb)).unsqueeze(-1)  # (n, k, 1)
-        white = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]  # (n, k)
-        logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
-        return 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
+        # The triangular solve and log-det need fp32 (and have no bf16 kernel): the head runs
+        # outside autocast when training in bf16
+        with torch.autocast(emb.device.type, enabled=False):
+            emb = emb.float()
+            chol = self.cholesky(emb)
+            resid = (xw - self.dec(emb)).unsqueeze(-1)  # (n, k, 1)
+            white = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]  # (n, k)
+            logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
+            return 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
 
     def value_distribution(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder's Gaussian over raw values: mean (n, k) and covariance (n, k, k), float64.

@@ -107,7 +107,7 @@ class StringLiteral(nn.Module):
         rows = torch.cat([torch.arange(c, device=emb.device) for c in counts[: len(logits)]])
         steps_idx = torch.cat([torch.full((c,), t, device=emb.device) for t, c in enumerate(counts[: len(logits)])])
         ce = F.cross_entropy(torch.cat(logits), tokens[rows, steps_idx], reduction="none")
-        per_string = emb.new_zeros(n).index_add(0, rows, ce)
+        per_string = ce.new_zeros(n).index_add(0, rows, ce)  # in the loss dtype (fp32 under autocast)
         return per_string / lengths.to(per_string.dtype)
 
     @torch.no_grad()

@@ -40,6 +40,7 @@ class AugmentConfig:
             raise ConfigError("invalid augment config", problems)
 
 
+PRECISIONS = ("fp32", "bf16")
 UNBOUNDED_STEPS = 1_000_000_000  # steps of a run ended by its time budget alone (`--minutes`)
 BENCHMARK_EVAL_SEED = 0  # `synth evaluate` / the benchmarks score with seed 0; tuning never does
 
@@ -109,6 +110,12 @@ class TrainConfig:
     # Keep the weights of the best validation loss and end with them (an experiment; off by default)
     early_stopping_restore_best: bool = False
     device: str = "auto"  # auto | cpu | cuda
+    # bf16 autocast of the training forward, off by default (docs/training.md, "GPU"); the
+    # weights, the optimizer and the losses stay fp32
+    precision: str = "fp32"  # fp32 | bf16
+    # Processes that encode the next batches while the model trains (synth/train/prefetch.py);
+    # -1 = auto: none on the CPU, up to 4 beside a GPU
+    loader_workers: int = -1
     time_budget_s: float = 0.0  # stop (normally, with the final artifact) after this wall time; 0 = none
     # The validation split, taken from the training records (seeded); it alone drives
     # early stopping and the tuning after training. 0 = no split (and no tuning on it).
@@ -135,6 +142,10 @@ class TrainConfig:
                 problems.append(Violation(name, f"must be one of {', '.join(MODES)}"))
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             problems.append(Violation("device", "must be auto, cpu, cuda or cuda:N"))
+        if self.precision not in PRECISIONS:
+            problems.append(Violation("precision", f"must be one of {', '.join(PRECISIONS)}"))
+        if self.loader_workers < -1:
+            problems.append(Violation("loader_workers", "must be >= 0, or -1 (auto)"))
         if self.time_budget_s < 0:
             problems.append(Violation("time_budget_s", "must be >= 0 (0: no time limit)"))
         if not 0.0 <= self.validation_fraction < 1.0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from synth.train import distributed
 from synth.train.config import UNBOUNDED_STEPS, RunConfig, TrainConfig
 from synth.train.distributed import Dist
 from synth.train.objectives import PIController, ae_pretraining, latent_terms
+from synth.train.prefetch import BatchPrefetcher, Sampler
 from synth.train.schedules import learning_rate, level_betas, p_truth
 from synth.train.stream import StreamingSource
 from synth.train.validation import explicit_validation, split_validation
@@ -97,9 +99,8 @@ class Trainer:
         self.opt = torch.optim.Adam(model.vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.order = np.empty(0, dtype=np.int64)
-        self.pos = 0
+        self.sampler = Sampler(len(self.train_msgs), cfg.batch_size, cfg.seed)
+        self.prefetch: BatchPrefetcher | None = None  # started by the first step (loader_workers)
         self.step = 0
         self.augment = AugmentedLatents(cfg.augment.n_augmented, cfg.augment.p_sampled)
         self.controller = PIController(cfg.objective) if cfg.objective.kind == "controlvae" else None
@@ -118,6 +119,7 @@ class Trainer:
             distributed.check_config(cfg, self.dist)
             self.net = distributed.wrap(model.vae, self.device)
             self.local_gen = torch.Generator(device=self.device)
+        self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
 
     # -- the run's progress -----------------------------------------------------------------
     @property
@@ -144,14 +146,7 @@ class Trainer:
         the next records of the stream."""
         if self.source is not None:
             return self.source.take(self.cfg.batch_size // self.dist.world)
-        out: list = []
-        while len(out) < self.cfg.batch_size:
-            if self.pos >= len(self.order):
-                self.order = self.rng.permutation(len(self.train_msgs))
-                self.pos = 0
-            take = self.order[self.pos: self.pos + self.cfg.batch_size - len(out)]
-            self.pos += len(take)
-            out += [self.train_msgs[i] for i in take]
+        out = [self.train_msgs[i] for i in self.sampler.draw()]
         if self.dist.active:
             out = [out[g] for g in self.dist.positions(len(out), self.step, self.model.config.n_levels)]
         return out
@@ -186,8 +181,9 @@ class Trainer:
         cfg, step, vae = self.cfg, self.step, self.model.vae
         for group in self.opt.param_groups:
             group["lr"] = learning_rate(cfg.lr, cfg.lr_decay, cfg.lr_decay_steps, step)
-        records = self.next_records()
-        n_real = len(records)
+        prefetched = self._prefetched_batch()
+        records = self.next_records() if prefetched is None else []
+        n_real = len(records) if prefetched is None else prefetched.size
         if self.dist.active:
             self.local_gen.manual_seed(self.dist.step_seed(cfg.seed, step))
         variants: list = []
@@ -199,7 +195,7 @@ class Trainer:
                 z_aug = z_aug[self.dist.positions(len(z_aug), step, self.model.config.n_levels, b) - b]
             variants = self.model.decode(z_aug, generator=self.local_gen)
         vae.train()
-        batch = self.model.codec.encode(records + variants)
+        batch = self.model.codec.encode(records + variants) if prefetched is None else prefetched
         batch.n_real = n_real
         progress = self.run_progress(step)
         positions = self.positions(n_real, len(variants))
@@ -212,7 +208,9 @@ class Trainer:
         if self.dist.active:
             opts.noise = self._global_noise(positions) if not pretrain else None
             distributed.sync_whitening(vae, batch)
-        out = self.net(batch, opts)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            out = self.net(batch, opts)
         recon = sum(v for k, v in out.terms.items() if k != "kl")
         lat = latent_terms(cfg.objective, out.mu, out.sigma, out.z)
         extras = torch.zeros_like(recon)
@@ -234,6 +232,35 @@ class Trainer:
         return {"loss": loss.detach(), "recon": recon[:n_real].mean().detach(),
                 "kl": lat["kl"][:n_real].mean().detach(), "beta": torch.tensor(beta_max),
                 "grad_norm": grad_norm.detach()}
+
+    # -- encoding ahead in worker processes (synth/train/prefetch.py) ----------------------------
+    def loader_workers(self) -> int:
+        """Worker processes that encode batches ahead: the configured number, or by default
+        none on the CPU (its cores train) and up to 4 beside a GPU. Only for in-memory data,
+        one process and no augmented training (whose variants come from the step itself)."""
+        if self.source is not None or self.dist.active or self.cfg.augment.n_augmented:
+            return 0
+        if self.cfg.loader_workers >= 0:
+            return self.cfg.loader_workers
+        return min(4, max(0, (os.cpu_count() or 1) - 2)) if self.device.type == "cuda" else 0
+
+    def _prefetched_batch(self):
+        """The next batch from the workers (None when they are not used); it advances this
+        trainer's sampler exactly as `next_records` would."""
+        workers = self.loader_workers()
+        if not workers:
+            return None
+        if self.prefetch is None:
+            shadow = self.sampler.shadow()
+            self.prefetch = BatchPrefetcher(self.model.codec, self.train_msgs, workers, depth=workers + 1,
+                                            draw_ahead=shadow.draw)
+        return self.prefetch.take(self.sampler.draw())
+
+    def close(self) -> None:
+        """Stop the encoding workers (`run` does this at its end)."""
+        if self.prefetch is not None:
+            self.prefetch.close()
+            self.prefetch = None
 
     def _global_noise(self, positions: np.ndarray) -> torch.Tensor:
         """The latent noise a single process would draw for the global batch: this rank's rows."""
@@ -336,6 +363,7 @@ class Trainer:
         except KeyboardInterrupt:
             stopped = True
         finally:
+            self.close()
             bar.close()
             log.close()
         self.elapsed_before += time.time() - t0
@@ -433,8 +461,8 @@ class Trainer:
         tensors["rng.torch"] = self.gen.get_state()
         tensors.update(self.augment.state())
         meta = {
-            "step": self.step, "optimizer": meta_opt, "numpy_rng": self.rng.bit_generator.state,
-            "order": self.order.tolist(), "pos": self.pos, "best_test": self.best_test,
+            "step": self.step, "optimizer": meta_opt, "numpy_rng": self.sampler.rng.bit_generator.state,
+            "order": self.sampler.order.tolist(), "pos": self.sampler.pos, "best_test": self.best_test,
             "bad_evals": self.bad_evals, "controller": self.controller.state_dict() if self.controller else None,
             "run_config": self.run_config.to_dict(), "elapsed_s": self.elapsed(), "best_step": self.best_step,
             "validation": self.validation_info,
@@ -464,9 +492,9 @@ class Trainer:
                 validation_records=validation_records, validation_info=validation_info, dist=dist)
         ckpt.load_optimizer_state(t.opt, meta["optimizer"], tensors)
         t.gen.set_state(tensors["rng.torch"])
-        t.rng.bit_generator.state = meta["numpy_rng"]
-        t.order = np.asarray(meta["order"], dtype=np.int64)
-        t.pos, t.step = meta["pos"], meta["step"]
+        t.sampler.rng.bit_generator.state = meta["numpy_rng"]
+        t.sampler.order = np.asarray(meta["order"], dtype=np.int64)
+        t.sampler.pos, t.step = meta["pos"], meta["step"]
         t.best_test, t.bad_evals = meta["best_test"], meta["bad_evals"]
         t.best_step = meta.get("best_step", 0)
         t.elapsed_before = float(meta.get("elapsed_s", 0.0))  # the time budget counts the whole run
