@@ -26,12 +26,17 @@ MAX_STRING_VALUES = 65536
 class FitStats:
     n_records: int = 0
     int_values: dict[str, list[int]] = field(default_factory=dict)  # distinct values, if few
+    # their counts, same order (for the closed-vocabulary test; artifacts from before it have none)
+    int_counts: dict[str, list[int]] = field(default_factory=dict)
     string_max_len: dict[str, int] = field(default_factory=dict)  # bytes
     string_values: dict[str, list[str]] = field(default_factory=dict)  # distinct values, if few
     string_counts: dict[str, list[int]] = field(default_factory=dict)  # their counts, same order
     seq_max_len: dict[str, int] = field(default_factory=dict)
     scalar_mean: dict[str, list[float]] = field(default_factory=dict)
     scalar_cov: dict[str, list[list[float]]] = field(default_factory=dict)
+    # Per ScalarTuple member, the step its values are all multiples of (0.0: none), for the
+    # keys that have one (synth.value_grid); artifacts from before it have none
+    scalar_grid: dict[str, list[float]] = field(default_factory=dict)
     # Generation order of each message's Tuple children, as indices into their declared
     # order, written by the compiler the first time it orders a message (field_order =
     # "auto"). It is part of the trained model: an artifact rebuilds the order it was
@@ -43,7 +48,7 @@ class _Collector:
     def __init__(self, int_cap: int):
         self.int_cap = int_cap
         self.string_cap = max(int_cap, MAX_STRING_VALUES)
-        self.ints: dict[str, set | None] = {}
+        self.ints: dict[str, dict[int, int] | None] = {}  # value -> count, until too many
         self.strings: dict[str, int] = {}
         self.string_sets: dict[str, dict[str, int] | None] = {}  # value -> count, until too many
         self.seqs: dict[str, int] = {}
@@ -52,9 +57,9 @@ class _Collector:
 
     def value(self, key: str, ftype: str, v: Any) -> None:
         if ftype in INT_TYPES or ftype == "enum" or ftype == "bool":
-            seen = self.ints.setdefault(key, set())
+            seen = self.ints.setdefault(key, {})
             if seen is not None:
-                seen.add(int(v))
+                seen[int(v)] = seen.get(int(v), 0) + 1
                 if len(seen) > self.int_cap:
                     self.ints[key] = None  # too many distinct values: a number, not a category
             self.scalars.setdefault(key, RunningMoments()).add([float(v)])
@@ -123,6 +128,7 @@ def fit_stats(messages: Iterable[Message], int_cap: int = MAX_CATEGORIES) -> Fit
         n += 1
     stats = FitStats(n_records=n)
     stats.int_values = {k: sorted(v) for k, v in c.ints.items() if v is not None}
+    stats.int_counts = {k: [c.ints[k][v] for v in vs] for k, vs in stats.int_values.items()}
     stats.string_max_len = dict(c.strings)
     stats.string_values = {k: sorted(v) for k, v in c.string_sets.items() if v is not None}
     stats.string_counts = {k: [c.string_sets[k][s] for s in vs] for k, vs in stats.string_values.items()}
@@ -140,4 +146,7 @@ def fit_stats(messages: Iterable[Message], int_cap: int = MAX_CATEGORIES) -> Fit
             cov = np.eye(len(mean)) * min(moments.absmax, 1e150) ** 2
         stats.scalar_mean[key] = mean.tolist()
         stats.scalar_cov[key] = cov.tolist()
+        grid = moments.grid_steps()
+        if any(grid):
+            stats.scalar_grid[key] = grid
     return stats

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from synth.value_grid import GridTracker
+
 CHUNK = 4096
 
 
@@ -23,6 +25,7 @@ class RunningMoments:
         self.mean: np.ndarray | None = None
         self.m2: np.ndarray | None = None  # sum of outer products of deviations from the mean
         self.absmax = 0.0  # for the fallback scale when the moments overflow float64
+        self.grid: GridTracker | None = None  # the step the values are multiples of (synth.value_grid)
         self._rows: list[Sequence[float]] = []
 
     def add(self, row: Sequence[float]) -> None:
@@ -35,6 +38,9 @@ class RunningMoments:
             return
         x = np.asarray(self._rows, dtype=np.float64)
         self._rows = []
+        if self.grid is None:
+            self.grid = GridTracker(x.shape[1])
+        self.grid.update(x)
         with np.errstate(over="ignore", invalid="ignore"):
             self.absmax = max(self.absmax, float(np.abs(x).max()))
             mean_b = x.mean(0)
@@ -49,6 +55,11 @@ class RunningMoments:
             self.mean = self.mean + delta * (n_b / n)
             self.m2 = self.m2 + m2_b + np.outer(delta, delta) * (n_a * n_b / n)
             self.n = n
+
+    def grid_steps(self) -> list[float]:
+        """Per column: the grid step of every value seen, or 0.0 for none."""
+        self._flush()
+        return self.grid.result() if self.grid is not None else []
 
     def result(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(mean (k,), covariance (k, k)), or None for fewer than two rows."""

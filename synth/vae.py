@@ -44,6 +44,10 @@ class DecodeOptions:
     # draws the global batch's noise on every rank and passes each rank its rows
     noise: torch.Tensor | None = None
     fixed_paths: frozenset[str] = frozenset()  # Tuple children always fed their true embedding
+    # Training on numbers on a grid (synth.value_grid): the step's noise key, and the global
+    # batch position of each record of the batch (None: 0..B-1, one process)
+    noise_key: int | None = None
+    positions: np.ndarray | None = None
     # ScalarTuple path -> (member indices, values (k_fixed,)): score only those members
     partial: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 

@@ -4,10 +4,12 @@ code (synth/train/, the model) shows up here, not only in the stored bundled wei
 Palmer penguins (bench/datasets/penguins.py: 342 birds, 3 enums and 5 numbers), a tiny
 model, 300 steps through the public `synth.Synthesizer.fit`, then scored by
 `compare_records` against the held-out test split. Measured (seed 0, this machine, ~7 s
-to fit): the loss falls from 14.1 (first logged step) to 0.62; trained vs untrained (1
-step): detection AUC 0.68 vs 1.00 (real-vs-real floor 0.42-0.50), mean TV 0.069 vs 0.353,
-mean KS 0.111 vs 0.438. The floors below sit between the two, so a training loop that
-does not learn (no optimizer step, a broken loss or gradient) fails them.
+to fit): the loss falls from 19.9 (first logged step) to 6.5; trained vs untrained (1
+step): detection AUC 0.66 vs 1.00 (real-vs-real floor 0.42-0.50), mean TV 0.043 vs 0.353,
+mean KS 0.078 vs 0.438. The floors below sit between the two, so a training loop that
+does not learn (no optimizer step, a broken loss or gradient) fails them. (The loss fell
+further, to 0.62, before numbers on a grid were dequantized: the Gaussian likelihood
+could then shrink onto the grid points; synth/value_grid.py.)
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ STEPS = 300
 CONFIG = {"model": {"latent_dim": 32, "char_dim": 8},
           "train": {"batch_size": 64, "log_every": 10, "eval_every": 100000, "checkpoint_every": 100000,
                     "validation_fraction": 0.0}}
-MAX_LOSS_RATIO = 0.25  # final / first logged loss; measured 0.044
+MAX_LOSS_RATIO = 0.5  # final / first logged loss; measured 0.33
 MAX_DETECTION_AUC = 0.85  # measured 0.68 trained, 1.00 untrained
 MAX_MEAN_TV = 0.15  # measured 0.069 trained, 0.353 untrained
 MAX_MEAN_KS = 0.22  # measured 0.111 trained, 0.438 untrained

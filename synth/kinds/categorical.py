@@ -17,6 +17,7 @@ reconstructs and can be used in `where`, while frequent values are exact classes
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +39,9 @@ class CategoricalNode(Node):
     other: Node | None = None  # the escape: models values that are not classes (index len(classes))
 
 
-def closed_vocabulary(values: list[str], counts: list[int], min_count: int, min_coverage: float,
-                      max_classes: int) -> list[str] | None:
-    """The classes of a string field whose vocabulary is closed enough, else None (open text).
+def closed_vocabulary(values: list, counts: list[int], min_count: int, min_coverage: float,
+                      max_classes: int) -> list | None:
+    """The classes of a string (or int) field whose vocabulary is closed enough, else None (open text).
 
     The classes are the values seen at least `min_count` times (the `max_classes` most
     frequent of them). They make a categorical leaf when they cover `min_coverage` of the
@@ -53,6 +54,22 @@ def closed_vocabulary(values: list[str], counts: list[int], min_count: int, min_
     if not total or not kept or sum(k for k, _ in kept) < min_coverage * total:
         return None
     return sorted(v for _, v in kept)
+
+
+SPARSE_DENSITY = 0.5
+
+
+def sparse(values: list[int]) -> bool:
+    """Ints that use under half the points of their grid between min and max (the grid: the
+    gcd of their differences). Codes, seat counts and distances are sparse, and a number
+    model would invent values between them. Measurements and counts (flipper lengths, masses
+    in steps of 25 g, days of the month) are dense, and stay numbers: a softmax over them
+    forgets that 190 mm is next to 191 mm."""
+    if len(values) < 2:
+        return False
+    lo, hi = min(values), max(values)
+    step = math.gcd(*(v - lo for v in values))
+    return len(values) / ((hi - lo) // step + 1) < SPARSE_DENSITY
 
 
 @register
@@ -77,14 +94,10 @@ class CategoricalKind(Kind):
             classes, escape = [False, True], False
         elif f.type == "enum":
             classes, escape = list(f.enum.numbers), False
-        elif f.type in INT_TYPES and choice != "number" and (
-                choice == "categorical" or len(c.stats.int_values.get(stat_key, ())) <= c.cfg.int_categorical_max
-                and stat_key in c.stats.int_values):
-            classes = c.stats.int_values.get(stat_key)
-            if not classes:
-                c.problems.append(Violation(path, "a categorical int needs its values in the training data "
-                                            f"(at most {MAX_CATEGORIES} distinct values); model it as a number"))
-                classes = [0]
+        elif f.type in INT_TYPES and choice != "number":
+            classes = self._int_classes(c, path, stat_key, choice)
+            if classes is None:
+                return None
         else:
             return None
         classes = list(classes)
@@ -92,6 +105,25 @@ class CategoricalKind(Kind):
         n = len(classes) + (other is not None)
         key = c.module(f"{scope}.{f.name}", lambda: Categorical(n, c.cfg.latent_dim))
         return CategoricalNode(path, key, f, classes, other)
+
+    def _int_classes(self, c, path, stat_key, choice) -> list[int] | None:
+        """All the values of an int with few of them (at most `int_categorical_max`), or, by
+        default, those of a closed vocabulary as for strings (seats, distances, HHMM times:
+        values that recur, the rarer ones going to the escape); None: a number."""
+        values = c.stats.int_values.get(stat_key)
+        if choice == "categorical":
+            if not values:
+                c.problems.append(Violation(path, "a categorical int needs its values in the training data "
+                                            f"(at most {MAX_CATEGORIES} distinct values); model it as a number"))
+                return [0]
+            return list(values)
+        if values and len(values) <= c.cfg.int_categorical_max:
+            return list(values)
+        counts = c.stats.int_counts.get(stat_key)  # none in artifacts from before the test
+        if c.cfg.auto_categorical and c.cfg.categorical_escape and values and counts and sparse(values):
+            return closed_vocabulary(values, counts, c.cfg.categorical_min_count, c.cfg.categorical_min_coverage,
+                                     c.cfg.categorical_max_classes)
+        return None
 
     def _string_classes(self, c, f, path, stat_key, choice) -> list[str] | None:
         values = c.stats.string_values.get(stat_key)

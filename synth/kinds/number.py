@@ -13,10 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import torch
+
 from synth.batch import tensor
 from synth.kinds.base import Kind, Node, non_finite, register
 from synth.nn.scalar_tuple import ScalarTuple, ScalarTupleConfig
 from synth.schema.tree import FLOAT32_MAX, FieldNode
+from synth.value_grid import dequantization_noise
 
 
 @dataclass
@@ -54,6 +57,8 @@ class ScalarTupleKind(Kind):
             real = batch.real_rows(data.root)
             m.update_stats(x if real.all() else x[tensor(real, vae.device)])
         enc[node.path + "#w"] = xw = m.whiten(x)
+        if vae.training and m.has_grid:  # the loss's target is dequantized (decode_train)
+            enc[node.path + "#x"] = x
         return m.encode(xw)
 
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
@@ -62,16 +67,22 @@ class ScalarTupleKind(Kind):
             idx, values = opts.partial[node.path]
             loss = m.marginal_nll(e, idx, values.expand(e.shape[0], -1))
         else:
-            loss = m.loss(e, enc[node.path + "#w"])
+            raw = enc.get(node.path + "#x")
+            target = enc[node.path + "#w"]
+            if raw is not None and opts.noise_key is not None:
+                positions = opts.positions if opts.positions is not None else np.arange(batch.size)
+                u = dequantization_noise(opts.noise_key, node.path, positions, data.root, m.k)
+                target = m.whiten(m.dequantize(raw, torch.from_numpy(u)))
+            loss = m.loss(e, target)
         losses.add(node.path + "/recon", loss, vae.root_of(batch, node))
 
     def decoded(self, vae, node, e, g, root: np.ndarray) -> np.ndarray:
         m = vae.module_for(node)
         if node.path in g.partial:  # some members fixed: draw the others given them
             idx, values = g.partial[node.path]
-            return m.decode_given(e, idx, values.expand(e.shape[0], -1), g.temperature, g.greedy,
-                                  g.generator).cpu().numpy()
-        return m.decode(e, g.temperature, g.greedy, g.rng(root)).cpu().numpy()
+            out = m.decode_given(e, idx, values.expand(e.shape[0], -1), g.temperature, g.greedy, g.generator)
+            return m.snap(out, keep=idx).cpu().numpy()
+        return m.snap(m.decode(e, g.temperature, g.greedy, g.rng(root))).cpu().numpy()
 
     def encode_values(self, vae, node, data, batch):
         m = vae.module_for(node)
@@ -90,7 +101,8 @@ class NumberKind(ScalarTupleKind):
         mean = c.stats.scalar_mean.get(stat_key)
         cov = c.stats.scalar_cov.get(stat_key)
         cfg = scalar_tuple_config(c)
-        key = c.module(f"{scope}.{f.name}", lambda: ScalarTuple(1, cfg, mean, cov))
+        grid = c.stats.scalar_grid.get(stat_key)
+        key = c.module(f"{scope}.{f.name}", lambda: ScalarTuple(1, cfg, mean, cov, grid))
         return NumberNode(path, key, f)
 
     def extract(self, codec, node, data, values, batch, errors):

@@ -27,7 +27,8 @@ def compile_scalars(c, msg: MessageNode, joint: list[FieldNode], scope: str) -> 
     stat = msg.full_name + JOINT
     mean, cov = c.stats.scalar_mean.get(stat), c.stats.scalar_cov.get(stat)
     cfg = scalar_tuple_config(c)
-    key = c.module(scope + JOINT, lambda: ScalarTuple(len(joint), cfg, mean, cov))
+    grid = c.stats.scalar_grid.get(stat)
+    key = c.module(scope + JOINT, lambda: ScalarTuple(len(joint), cfg, mean, cov, grid))
     return ScalarsNode((msg.path + "." if msg.path else "") + "#floats", key, joint)
 
 

@@ -35,7 +35,8 @@ class ScalarTupleConfig:
 
 class ScalarTuple(nn.Module):
     def __init__(self, k: int, cfg: ScalarTupleConfig = ScalarTupleConfig(),
-                 mean: list[float] | None = None, cov: list[list[float]] | None = None):
+                 mean: list[float] | None = None, cov: list[list[float]] | None = None,
+                 grid: list[float] | None = None):
         super().__init__()
         self.k, self.cfg = k, cfg
         # Initialised from the training data (FitStats) when known: the paper starts
@@ -44,6 +45,11 @@ class ScalarTuple(nn.Module):
         c = torch.tensor(cov, dtype=torch.float64) if cov is not None else torch.eye(k, dtype=torch.float64)
         self.register_buffer("mean", m.reshape(k))
         self.register_buffer("cov", c.reshape(k, k))
+        # The members' grid steps (synth.value_grid; 0 = none). Rebuilt from the artifact's
+        # FitStats, so not part of the weights.
+        g = torch.tensor(grid if grid is not None else [0.0] * k, dtype=torch.float64)
+        self.register_buffer("grid", g.reshape(k), persistent=False)
+        self.has_grid = bool((g > 0).any())
         # True while data-parallel training updates the statistics from the global batch
         # (synth/train/distributed.py) instead of each rank from its own share
         self.stats_from_outside = False
@@ -76,6 +82,23 @@ class ScalarTuple(nn.Module):
         a = self.cfg.decay
         self.mean.mul_(a).add_((1 - a) * mean)
         self.cov.mul_(a).add_((1 - a) * cov)
+
+    def dequantize(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """x + u q on the members with a grid step q, u ~ U(-1/2, 1/2) (n, k) (training
+        targets): the likelihood of a cell's mass, which cannot grow without bound
+        (synth.value_grid)."""
+        return x.to(torch.float64) + u.to(device=x.device, dtype=torch.float64) * self.grid
+
+    def snap(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Generated raw values (n, k) put back on their members' grids; `keep`: member
+        indices left as they are (values a condition fixed)."""
+        if not self.has_grid:
+            return x
+        q = self.grid.clone()
+        if keep is not None:
+            q[keep.to(q.device)] = 0.0
+        safe = torch.where(q > 0, q, torch.ones_like(q))
+        return torch.where(q > 0, torch.round(x / safe) * safe, x)
 
     def whiten(self, x: torch.Tensor) -> torch.Tensor:
         u, s = self._basis()

@@ -204,7 +204,8 @@ class Trainer:
         position, period = cfg.ss_period(step, progress)
         opts = DecodeOptions(p_truth(cfg.tuple_sampling, position, period),
                              p_truth(cfg.string_sampling, position, period),
-                             levels, sample_latent=not pretrain, generator=self.local_gen)
+                             levels, sample_latent=not pretrain, generator=self.local_gen,
+                             noise_key=(cfg.seed & 0xFFFFFFFF) << 32 | (step & 0xFFFFFFFF), positions=positions)
         if self.dist.active:
             opts.noise = self._global_noise(positions) if not pretrain else None
             distributed.sync_whitening(vae, batch)
