@@ -126,7 +126,7 @@ class RecordVAE(nn.Module):
         for i, net in enumerate(self.std_nets):
             rows = (levels == i).nonzero()[:, 0]
             if rows.numel():
-                out[rows] = net(mu[rows])
+                out[rows] = net(mu[rows]).to(out.dtype)  # (dtypes differ under autocast)
         return out
 
     @staticmethod

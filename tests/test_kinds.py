@@ -172,3 +172,18 @@ def test_removing_the_toy_kind_restores_the_builtin_choice(constant_kind):
                          config=tiny())
     version = next(c for c in model.plan.children if c.path == "version")
     assert type(version).__name__ == "CategoricalNode"
+
+
+@pytest.mark.parametrize("index", range(len(PLANS)))
+def test_every_kind_trains_under_bf16_autocast(index):
+    """`[train] precision = "bf16"` (the GPU lever; CPU autocast runs the same code): every
+    kind's training forward runs with bf16 module outputs next to fp32 embeddings."""
+    from synth.train import TrainConfig, Trainer
+
+    text, msg, recs = PLANS[index]
+    model = Model.create(schema(text, msg), records=recs, config=tiny())
+    records = recs or model.sample(8, seed=0)
+    trainer = Trainer(model, TrainConfig(steps=2, batch_size=4, precision="bf16", eval_every=0, log_every=1,
+                                         checkpoint_every=0, validation_fraction=0.0), records, progress=False)
+    stats = trainer.train_step()
+    assert stats["loss"].dtype == torch.float32 and torch.isfinite(stats["loss"]), stats

@@ -179,7 +179,7 @@ class CategoricalKind(Kind):
     def _with_other(self, vae, node, data, e, other_e):
         """Add the escape node's embeddings to the rows whose class is "other"."""
         rows = self._rare(vae, node, data).nonzero()[:, 0]
-        return e.index_add(0, rows, other_e) if len(rows) else e
+        return e.index_add(0, rows, other_e.to(e.dtype)) if len(rows) else e  # (dtypes differ under autocast)
 
     def encode(self, vae, node, data, batch, enc):
         e = vae.module_for(node).encode(tensor(data.values, vae.device))

@@ -27,7 +27,7 @@ class Oneof(nn.Module):
         out = self.case_embed(case + 1)
         for k, child in enumerate(children):
             rows = (case == k).nonzero()[:, 0]
-            out = out.index_add(0, rows, child)
+            out = out.index_add(0, rows, child.to(out.dtype))  # (dtypes differ under autocast)
         return out
 
     def loss(self, emb: torch.Tensor, case: torch.Tensor) -> torch.Tensor:

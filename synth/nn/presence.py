@@ -25,7 +25,7 @@ class Presence(nn.Module):
     def encode(self, present: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
         """present (n,) bool, child (n_present, dim) -> (n, dim)."""
         out = self.absent.expand(present.shape[0], -1).clone()
-        out[present] = child
+        out[present] = child.to(out.dtype)  # (dtypes differ under autocast)
         return out
 
     def loss(self, emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

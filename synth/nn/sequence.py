@@ -79,7 +79,7 @@ class Sequence(nn.Module):
             if b == 0:
                 break
             e = self.emit(h[:b])
-            emitted = emitted.index_copy(0, index[:b, t], e)
+            emitted = emitted.index_copy(0, index[:b, t], e.to(emitted.dtype))  # (dtypes differ under autocast)
             x = torch.cat([mix(e, padded[:b, t], p_truth, generator), x[b:]])
         out = torch.empty_like(stop_loss)
         out[order] = stop_loss
