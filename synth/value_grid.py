@@ -47,14 +47,10 @@ def dequantization_noise(key: int, path: str, positions: np.ndarray, root: np.nd
     the node, each instance's record position in the global batch (`positions[root]`) and
     its place among its record's instances: the same numbers whichever rank holds the
     record and whatever else is in the batch, so data-parallel training matches one process."""
-    n = len(root)
     order = np.argsort(root, kind="stable")
-    first = np.zeros(n, dtype=np.int64)
-    if n:
-        starts = np.r_[True, root[order][1:] != root[order][:-1]]
-        first[order] = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    ordinal = np.empty(n, dtype=np.int64)
-    ordinal[order] = np.arange(n) - first[order]
+    ranked = root[order]
+    ordinal = np.empty(len(root), dtype=np.int64)  # the instance's place among its record's
+    ordinal[order] = np.arange(len(root)) - np.searchsorted(ranked, ranked)
     base = _mix(np.uint64(key % 2**64) ^ np.uint64(zlib.crc32(path.encode())))
     ident = _mix(base ^ _mix(positions[root].astype(np.uint64)) ^ (ordinal.astype(np.uint64) << np.uint64(40)))
     bits = _mix(ident[:, None] ^ np.arange(k, dtype=np.uint64)[None, :])

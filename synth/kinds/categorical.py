@@ -120,9 +120,8 @@ class CategoricalKind(Kind):
         if values and len(values) <= c.cfg.int_categorical_max:
             return list(values)
         counts = c.stats.int_counts.get(stat_key)  # none in artifacts from before the test
-        if c.cfg.auto_categorical and c.cfg.categorical_escape and values and counts and sparse(values):
-            return closed_vocabulary(values, counts, c.cfg.categorical_min_count, c.cfg.categorical_min_coverage,
-                                     c.cfg.categorical_max_classes)
+        if c.cfg.categorical_escape and values and counts and sparse(values):
+            return self._auto_classes(c, values, counts)
         return None
 
     def _string_classes(self, c, f, path, stat_key, choice) -> list[str] | None:
@@ -136,10 +135,17 @@ class CategoricalKind(Kind):
             if c.cfg.categorical_escape and counts:  # rare values go to the escape
                 return [v for v, k in zip(values, counts) if k >= c.cfg.categorical_min_count] or list(values)
             return list(values)
-        if choice is None and c.cfg.auto_categorical and values and counts:
-            return closed_vocabulary(values, counts, c.cfg.categorical_min_count, c.cfg.categorical_min_coverage,
-                                     c.cfg.categorical_max_classes)
+        if choice is None and values and counts:
+            return self._auto_classes(c, values, counts)
         return None
+
+    @staticmethod
+    def _auto_classes(c, values: list, counts: list[int]) -> list | None:
+        """The automatic choice (`auto_categorical`) for strings and ints: a closed vocabulary's classes."""
+        if not c.cfg.auto_categorical:
+            return None
+        return closed_vocabulary(values, counts, c.cfg.categorical_min_count, c.cfg.categorical_min_coverage,
+                                 c.cfg.categorical_max_classes)
 
     def _escape(self, c, f, path, scope, stat_key) -> Node:
         """The node the field would have had without the categorical (the next kind that claims it)."""
