@@ -113,9 +113,12 @@ def trainer_for(model, train_cfg, records: list, batch: int, device: str):
 
 
 def train_rate(make_model, train_cfg, records: list, batch: int, steps: int, device: str) -> float:
-    """Training records/s over `steps` steps after two warm-up steps (a fresh model)."""
+    """Training records/s over `steps` steps after warm-up steps (a fresh model).
+
+    With encoding workers, the warm-up also drains the batches they encoded ahead while the
+    model was being built, so the timed steps see the steady state, not a full queue."""
     tr = trainer_for(make_model(), train_cfg, records, batch, device)
-    for _ in range(2):
+    for _ in range(2 + tr.loader_workers() + 1):
         tr.train_step()
         tr.step += 1
     sync(device)
@@ -224,6 +227,7 @@ def part_train(a: argparse.Namespace) -> dict[str, Any]:
     from synth import store
     from synth.model import Model
     from synth.run_config import load_run_config
+    from synth.train.prefetch import auto_workers
 
     device = resolve_device(a.device)
     cuda = device.startswith("cuda")
@@ -250,10 +254,12 @@ def part_train(a: argparse.Namespace) -> dict[str, Any]:
         bf16 = dataclasses.replace(paper.train, precision="bf16")
         out["address_bf16"] = {b: train_rate(address(paper.model), bf16, rows, b, steps, device)
                                for b in (base, best_batch)}
-        log("training: address model, encoding in the training process (loader_workers 0)")
-        inline = dataclasses.replace(paper.train, loader_workers=0)
-        out["address_inline_encoding"] = {b: train_rate(address(paper.model), inline, rows, b, steps, device)
-                                          for b in (base, best_batch)}
+        log("training: address model, encoding workers at the best batch")
+        out["address_workers"] = {
+            w: train_rate(address(paper.model), dataclasses.replace(paper.train, loader_workers=w), rows,
+                          best_batch, steps, device)
+            for w in (0, 4, 8)}
+        out["auto_workers"] = auto_workers("cuda")
     log("training: bundled model's config")
     out["bundled_config"] = {"batch": base, "rate": train_rate(address(bundled_cfg), best.train, rows, base,
                                                                steps, device)}
@@ -518,6 +524,11 @@ def hardware(device: str) -> str:
     return cpu_name()
 
 
+def naive_ratio(ours: float, naive: float) -> str:
+    """The naive loop against ours, read the right way round whichever is faster."""
+    return f"{ours / naive:.1f}x slower than ours" if ours >= naive else f"ours is {naive / ours:.1f}x slower"
+
+
 def table(r: dict[str, Any]) -> str:
     t, i, s = r["train"], r["inprocess"], r["serving"]
     f = t["flops"]
@@ -529,15 +540,17 @@ def table(r: dict[str, Any]) -> str:
         f"{t['address']['best_rate']:,.0f} records/s (sweep {sweep})")
     for b, rate in (t.get("address_bf16") or {}).items():
         add(f"train, address model, bf16 autocast, batch {b}", f"{rate:,.0f} records/s")
-    for b, rate in (t.get("address_inline_encoding") or {}).items():
-        add(f"train, address model, encoding in the training process (loader_workers 0), batch {b}",
-            f"{rate:,.0f} records/s")
+    for w, rate in (t.get("address_workers") or {}).items():
+        add(f"train, address model, batch {t['address']['best_batch']}, loader_workers {w}"
+            f"{' (encoding in the training process)' if str(w) == '0' else ''}", f"{rate:,.0f} records/s")
+    if t.get("auto_workers") is not None:
+        add("loader_workers auto (the rows above it, bf16 included)", f"{t['auto_workers']}")
     add(f"train, bundled model's config (best.toml), batch {t['bundled_config']['batch']}",
         f"{t['bundled_config']['rate']:,.0f} records/s")
     add(f"train, repeated schema (Street with repeated House), batch {t['repeated']['batch']}",
         f"{t['repeated']['rate']:,.0f} records/s")
     add(f"train, naive reference (nn.GRUCell per field and step), batch {t['naive']['batch']}",
-        f"{t['naive']['rate']:,.0f} records/s ({t['address']['rate'] / t['naive']['rate']:.1f}x slower than ours)")
+        f"{t['naive']['rate']:,.0f} records/s ({naive_ratio(t['address']['rate'], t['naive']['rate'])})")
     add("model FLOPs per record (matrix products, forward + backward)", f"{f['per_record'] / 1e6:,.1f} MFLOP")
     add("achieved FLOP/s (address, batch 256) / fp32 matmul FLOP/s",
         f"{f['achieved'] / 1e9:,.2f} / {f['matmul'] / 1e9:,.1f} GFLOP/s = {100 * f['share']:.1f}%")
@@ -578,7 +591,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part-json", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--grpc", help=argparse.SUPPRESS)
+    ap.add_argument("--doc-from", type=Path, metavar="JSON",
+                    help="write the doc block of an earlier run's --json (e.g. one copied back from a GPU machine)")
     a = ap.parse_args(argv)
+    if a.doc_from:
+        results = json.loads(a.doc_from.read_text())
+        write_doc(results, a.note or "")
+        print(table(results))
+        return 0
     if a.part:
         result = {"train": part_train, "inprocess": part_inprocess, "loadgen": part_loadgen}[a.part](a)
         a.part_json.write_text(json.dumps(result))
@@ -594,21 +614,25 @@ def main(argv: list[str] | None = None) -> int:
     results["serving"] = serving(a, device)
     results["load_after"] = os.getloadavg()
     results["wall_s"] = time.time() - t0
-    body = table(results)
-    print(body)
+    print(table(results))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     if not a.no_doc:
-        lb, la = results["load_before"], results["load_after"]
-        head = (f"Command: `{results['command']}`  \n"
-                f"Hardware: {results['hardware']}; device {device}; torch threads {results['train']['threads']}  \n"
-                f"Versions: {results['versions']}  \n"
-                f"Load average (1/5/15 min) before: {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}, after: "
-                f"{la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}; wall {results['wall_s'] / 60:.1f} min")
-        # The GPU table has its own block: a CUDA run does not replace the CPU figures
-        block, title = ("perf-gpu", "Performance on a GPU") if device.startswith("cuda") else ("perf", "Performance")
-        replace_block(block, title, head + "\n\n" + body + (f"\n\n{a.note}" if a.note else ""))
+        write_doc(results, a.note)
     return 0
+
+
+def write_doc(results: dict[str, Any], note: str) -> None:
+    """The run's table and its header in docs/benchmarks.md."""
+    lb, la, device = results["load_before"], results["load_after"], results["device"]
+    head = (f"Command: `{results['command']}`  \n"
+            f"Hardware: {results['hardware']}; device {device}; torch threads {results['train']['threads']}  \n"
+            f"Versions: {results['versions']}  \n"
+            f"Load average (1/5/15 min) before: {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}, after: "
+            f"{la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}; wall {results['wall_s'] / 60:.1f} min")
+    # The GPU table has its own block: a CUDA run does not replace the CPU figures
+    block, title = ("perf-gpu", "Performance on a GPU") if device.startswith("cuda") else ("perf", "Performance")
+    replace_block(block, title, head + "\n\n" + table(results) + (f"\n\n{note}" if note else ""))
 
 
 if __name__ == "__main__":

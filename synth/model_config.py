@@ -59,6 +59,10 @@ class ModelConfig:
     # by the kind the field would have had (characters, a number): rare values train it,
     # and any valid value encodes, so encode, reconstruct and `where` accept unseen values.
     categorical_escape: bool = True
+    # Categorical ints also learn from their values' places in the range (Fourier features,
+    # synth/nn/categorical.py), so that neighbouring values share what is learnt: an arrival
+    # time follows its departure time, a carrier's flight numbers lie in one range.
+    numeric_categories: bool = True
     # The order in which a message's decoder generates its fields: "declared" (the proto's,
     # paper) or "auto" (categorical leaves by number of classes, then numbers, then text,
     # then nested and repeated fields), so that free text is conditioned on the fields it
@@ -117,7 +121,7 @@ class ModelConfig:
 # estimate for floats, the emitted embedding fed back. bench/configs/paper*.toml use them.
 PAPER: dict[str, object] = {
     "auto_categorical": False, "categorical_escape": False, "field_order": "declared",
-    "scalar_likelihood": "mse", "generation_feedback": "emitted",
+    "scalar_likelihood": "mse", "generation_feedback": "emitted", "numeric_categories": False,
 }
 
 # What a manifest that predates a setting meant by its absence (artifact format 1 from

@@ -197,6 +197,15 @@ def test_encoding_workers_train_the_same_model_as_the_training_process():
     assert auto.loader_workers() == 0  # auto: the CPU's cores train
 
 
+def test_auto_encoding_workers_beside_a_gpu_leave_two_cores_and_stop_at_twelve(monkeypatch):
+    from synth.train import prefetch
+
+    for cores, expected in ((1, 0), (3, 1), (8, 6), (16, 12), (64, 12)):
+        monkeypatch.setattr(prefetch.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert prefetch.auto_workers("cuda") == expected, cores
+        assert prefetch.auto_workers("cpu") == 0
+
+
 def test_generated_loss_is_logged_and_config_lands_in_manifest(tmp_path):
     model = tiny()
     out = tmp_path / "run"

@@ -26,6 +26,7 @@ from synth.batch import tensor
 from synth.errors import Violation
 from synth.fitstats import MAX_CATEGORIES
 from synth.kinds.base import Kind, Node, at, kind_of, register, value_kinds
+from synth.kinds.number import NumberNode
 from synth.nn.categorical import Categorical
 from synth.schema.tree import INT_TYPES, FieldNode
 
@@ -103,7 +104,8 @@ class CategoricalKind(Kind):
         classes = list(classes)
         other = self._escape(c, f, path, scope, stat_key) if escape else None
         n = len(classes) + (other is not None)
-        key = c.module(f"{scope}.{f.name}", lambda: Categorical(n, c.cfg.latent_dim))
+        numbers = classes if f.type in INT_TYPES and c.cfg.numeric_categories else None
+        key = c.module(f"{scope}.{f.name}", lambda: Categorical(n, c.cfg.latent_dim, numbers))
         return CategoricalNode(path, key, f, classes, other)
 
     def _int_classes(self, c, path, stat_key, choice) -> list[int] | None:
@@ -152,8 +154,12 @@ class CategoricalKind(Kind):
         for kind in value_kinds():
             if kind.priority < self.priority:
                 node = kind.compile_value(c, f, path + OTHER, f"{scope}{OTHER}", stat_key)
-                if node is not None:
-                    return node
+                if node is None:
+                    continue
+                if isinstance(node, NumberNode):  # an int's: generate within its training values
+                    values = c.stats.int_values.get(stat_key)  # sorted; a categorical int has them
+                    node.bounds = (values[0], values[-1]) if values else None
+                return node
         raise TypeError(f"no kind models the escape of {f.type} field {f.path}")
 
     # -- codec ---------------------------------------------------------------------
@@ -174,9 +180,9 @@ class CategoricalKind(Kind):
             codec.extract(node.other, [v for v, r in zip(values, rare) if r], data.root[rare], batch, errors)
 
     def build(self, codec, node, data, batch):
-        k = len(node.classes)
+        classes, k = node.classes, len(node.classes)
         others = iter(codec.build(node.other, batch)) if node.other is not None else iter(())
-        return [node.classes[int(i)] if i < k else next(others) for i in data.values]
+        return [classes[i] if i < k else next(others) for i in np.asarray(data.values).tolist()]
 
     # -- VAE ------------------------------------------------------------------------
     def _rare(self, vae, node, data):

@@ -25,6 +25,9 @@ from synth.value_grid import dequantization_noise
 @dataclass
 class NumberNode(Node):
     field: FieldNode
+    # Set on the escape of a categorical int (synth.kinds.categorical): the min and max of
+    # the field's training values, which generated values are clamped to.
+    bounds: tuple[int, int] | None = None
 
 
 def clamp_number(f: FieldNode, x: float) -> int | float:
@@ -39,6 +42,21 @@ def clamp_number(f: FieldNode, x: float) -> int | float:
     if f.type == "float":
         return max(-FLOAT32_MAX, min(FLOAT32_MAX, x))
     return x
+
+
+def clamp_numbers(f: FieldNode, x: np.ndarray) -> list:
+    """`clamp_number` over an array of generated numbers, as Python ints or floats."""
+    x = np.asarray(x, dtype=np.float64)
+    if f.int_range is not None:
+        lo, hi = f.int_range
+        # NaN -> 0, +-inf -> the range's ends; np.rint rounds half to even, like round(). The
+        # ends are compared as Python ints: 2**63 - 1 has no float64.
+        r = np.rint(np.nan_to_num(x, nan=0.0, posinf=np.finfo(np.float64).max, neginf=np.finfo(np.float64).min))
+        return [lo if v < lo else hi if v > hi else int(v) for v in r.tolist()]
+    x = np.where(np.isnan(x), 0.0, x)
+    if f.type == "float":
+        x = np.clip(x, -FLOAT32_MAX, FLOAT32_MAX)
+    return x.tolist()
 
 
 def scalar_tuple_config(c) -> ScalarTupleConfig:
@@ -110,10 +128,15 @@ class NumberKind(ScalarTupleKind):
         errors += non_finite(node, data, ~np.isfinite(data.values))
 
     def build(self, codec, node, data, batch):
-        return [clamp_number(node.field, float(x)) for x in data.values]
+        return clamp_numbers(node.field, data.values)
 
     def generate(self, vae, node, data, e, batch, g, pending):
-        data.values = self.decoded(vae, node, e, g, data.root)[:, 0]
+        values = self.decoded(vae, node, e, g, data.root)[:, 0]
+        if node.bounds is not None:
+            # An escape's Gaussian is fitted to the few rare values only (briefly trained, to
+            # almost none), so its draws can land far outside the data (a flight number of -277).
+            values = np.clip(values, *node.bounds)
+        data.values = values
 
     def render(self, node):
         return f"Scalar({node.field.type})"

@@ -13,7 +13,7 @@ import numpy as np
 
 from synth.fitstats import JOINT
 from synth.kinds.base import Node, non_finite, register
-from synth.kinds.number import ScalarTupleKind, clamp_number, scalar_tuple_config
+from synth.kinds.number import ScalarTupleKind, clamp_numbers, scalar_tuple_config
 from synth.nn.scalar_tuple import ScalarTuple
 from synth.schema.tree import FieldNode, MessageNode
 
@@ -43,12 +43,17 @@ class ScalarsKind(ScalarTupleKind):
         for f, v in zip(node.fields, value):
             setattr(obj, f.name, v)
 
+    def plain_columns(self, node, values):
+        columns = list(zip(*values)) if values else [()] * len(node.fields)
+        return [(f.name, col) for f, col in zip(node.fields, columns)]
+
     def extract(self, codec, node, data, values, batch, errors):
         data.values = np.asarray(values, dtype=np.float64).reshape(len(values), len(node.fields))
         errors += non_finite(node, data, ~np.isfinite(data.values).all(1))
 
     def build(self, codec, node, data, batch):
-        return [tuple(clamp_number(f, float(x)) for f, x in zip(node.fields, row)) for row in data.values]
+        values = np.asarray(data.values, dtype=np.float64).reshape(-1, len(node.fields))
+        return list(zip(*(clamp_numbers(f, values[:, j]) for j, f in enumerate(node.fields))))
 
     def generate(self, vae, node, data, e, batch, g, pending):
         data.values = self.decoded(vae, node, e, g, data.root)

@@ -125,13 +125,24 @@ class TupleKind(Kind):
             codec.extract(child, [read(child, v) for v in values], data.root, batch, errors)
 
     def build(self, codec, node: TupleNode, data, batch):
-        children = [(kind_of(c).write, c, codec.build(c, batch)) for c in node.children]
+        plain: list[tuple[str, list]] = []  # set by setattr (most fields)
+        custom = []  # written by their kind, value by value
+        for c in node.children:
+            kind, vals = kind_of(c), codec.build(c, batch)
+            columns = None if node.map_entry else kind.plain_columns(c, vals)
+            if columns is None:
+                custom.append((kind.write, c, vals))
+            else:
+                plain += columns
         factory = MapEntry if node.map_entry else codec.message_class(node.full_name)
         fix = WELL_KNOWN_RANGES.get(node.full_name)
+        names = [name for name, _ in plain]
         out = []
-        for i in range(data.n):
+        for i, row in enumerate(zip(*(vals for _, vals in plain)) if plain else ((),) * data.n):
             obj = factory()
-            for write, child, vals in children:
+            for name, v in zip(names, row):
+                setattr(obj, name, v)
+            for write, child, vals in custom:
                 write(child, obj, vals[i])
             if fix:
                 fix(obj)

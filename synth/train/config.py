@@ -114,7 +114,7 @@ class TrainConfig:
     # weights, the optimizer and the losses stay fp32
     precision: str = "fp32"  # fp32 | bf16
     # Processes that encode the next batches while the model trains (synth/train/prefetch.py);
-    # -1 = auto: none on the CPU, up to 4 beside a GPU
+    # -1 = auto: none on the CPU, all host cores but two (at most 12) beside a GPU
     loader_workers: int = -1
     time_budget_s: float = 0.0  # stop (normally, with the final artifact) after this wall time; 0 = none
     # The validation split, taken from the training records (seeded); it alone drives

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing as mp
+import os
 import signal
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +24,22 @@ from collections.abc import Callable
 import numpy as np
 
 from synth.batch import Batch
+
+# Auto worker count beside a GPU. One worker encodes about 24-31k Vermont records/s on
+# the H200 host, and a fp32 step of 65,536 records takes about 0.3 s of GPU time, so about
+# ten workers keep the GPU fed; 4 capped training at ~86k records/s (docs/benchmarks.md,
+# "Performance on a GPU"). Two cores stay with the trainer (kernel launches) and the OS.
+MAX_AUTO_WORKERS = 12
+
+
+def auto_workers(device_type: str) -> int:
+    """Encoding workers when `loader_workers` is -1: none on the CPU (its cores train),
+    all usable cores but two (at most MAX_AUTO_WORKERS) beside a GPU."""
+    if device_type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(MAX_AUTO_WORKERS, max(0, cores - 2))
+
 
 # Set in the parent just before the fork; the workers read them (fork start method only)
 _CODEC = None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from synth.train import distributed
 from synth.train.config import UNBOUNDED_STEPS, RunConfig, TrainConfig
 from synth.train.distributed import Dist
 from synth.train.objectives import PIController, ae_pretraining, latent_terms
-from synth.train.prefetch import BatchPrefetcher, Sampler
+from synth.train.prefetch import BatchPrefetcher, Sampler, auto_workers
 from synth.train.schedules import learning_rate, level_betas, p_truth
 from synth.train.stream import StreamingSource
 from synth.train.validation import explicit_validation, split_validation
@@ -237,13 +236,14 @@ class Trainer:
     # -- encoding ahead in worker processes (synth/train/prefetch.py) ----------------------------
     def loader_workers(self) -> int:
         """Worker processes that encode batches ahead: the configured number, or by default
-        none on the CPU (its cores train) and up to 4 beside a GPU. Only for in-memory data,
-        one process and no augmented training (whose variants come from the step itself)."""
+        none on the CPU (its cores train) and most host cores beside a GPU (auto_workers).
+        Only for in-memory data, one process and no augmented training (whose variants come
+        from the step itself)."""
         if self.source is not None or self.dist.active or self.cfg.augment.n_augmented:
             return 0
         if self.cfg.loader_workers >= 0:
             return self.cfg.loader_workers
-        return min(4, max(0, (os.cpu_count() or 1) - 2)) if self.device.type == "cuda" else 0
+        return auto_workers(self.device.type)
 
     def _prefetched_batch(self):
         """The next batch from the workers (None when they are not used); it advances this
