@@ -37,6 +37,9 @@ class FitStats:
     # Per ScalarTuple member, the step its values are all multiples of (0.0: none), for the
     # keys that have one (synth.value_grid); artifacts from before it have none
     scalar_grid: dict[str, list[float]] = field(default_factory=dict)
+    # Per ScalarTuple member, its quantile function at 129 evenly spaced probabilities (the
+    # number transform, synth/nn/scalar_tuple.py); artifacts from before it have none
+    scalar_quantiles: dict[str, list[list[float]]] = field(default_factory=dict)
     # Generation order of each message's Tuple children, as indices into their declared
     # order, written by the compiler the first time it orders a message (field_order =
     # "auto"). It is part of the trained model: an artifact rebuilds the order it was
@@ -149,4 +152,7 @@ def fit_stats(messages: Iterable[Message], int_cap: int = MAX_CATEGORIES) -> Fit
         grid = moments.grid_steps()
         if any(grid):
             stats.scalar_grid[key] = grid
+        quantiles = moments.quantiles(grid)
+        if quantiles and np.isfinite(quantiles).all():
+            stats.scalar_quantiles[key] = quantiles
     return stats

@@ -80,6 +80,9 @@ class ModelConfig:
     sample_temperature: float = 1.0
     latent_temperature: float = 1.0
     scalar_likelihood: str = "gaussian"  # "gaussian" (learned spread; see ScalarTuple) or "mse" (paper)
+    # Numbers are modelled on their normal scores (each member through its training quantile
+    # function and the inverse normal CDF; synth/nn/scalar_tuple.py), or on raw values ("none", paper)
+    number_transform: str = "normal_scores"
     # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
     # or the encoder's embedding of the leaf value actually drawn ("reencoded").
     generation_feedback: str = "reencoded"
@@ -88,6 +91,8 @@ class ModelConfig:
         problems = []
         if self.scalar_likelihood not in ("mse", "gaussian"):
             problems.append(Violation("scalar_likelihood", "must be 'mse' or 'gaussian'"))
+        if self.number_transform not in ("none", "normal_scores"):
+            problems.append(Violation("number_transform", "must be 'none' or 'normal_scores'"))
         if self.generation_feedback not in ("emitted", "reencoded"):
             problems.append(Violation("generation_feedback", "must be 'emitted' or 'reencoded'"))
         if not (self.sample_temperature > 0 and self.latent_temperature > 0):
@@ -122,6 +127,7 @@ class ModelConfig:
 PAPER: dict[str, object] = {
     "auto_categorical": False, "categorical_escape": False, "field_order": "declared",
     "scalar_likelihood": "mse", "generation_feedback": "emitted", "numeric_categories": False,
+    "number_transform": "none",
 }
 
 # What a manifest that predates a setting meant by its absence (artifact format 1 from

@@ -141,7 +141,8 @@ def test_generated_variants_do_not_move_the_whitening_statistics(monkeypatch):
         before = scalars.mean.clone()
         trainer.train_step()
         trainer.step += 1
-        real = torch.tensor([[m.x, m.y] for m in seen[-1][:cfg.batch_size]], dtype=torch.float64)
+        real = scalars.to_scores(torch.tensor([[m.x, m.y] for m in seen[-1][:cfg.batch_size]],
+                                              dtype=torch.float64))  # the whitened space's values
         assert len(seen[-1]) > cfg.batch_size or trainer.step == 1  # variants were in the batch
         assert torch.allclose(scalars.mean, decay * before + (1 - decay) * real.mean(0))
 

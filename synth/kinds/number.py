@@ -63,6 +63,12 @@ def scalar_tuple_config(c) -> ScalarTupleConfig:
     return ScalarTupleConfig(c.cfg.latent_dim, c.cfg.whitening_decay, c.cfg.whitening_eps, c.cfg.scalar_likelihood)
 
 
+def scalar_quantiles(c, stat_key: str) -> list[list[float]] | None:
+    """The members' quantile functions when the number transform is on (none in artifacts
+    from before it: they keep raw values)."""
+    return c.stats.scalar_quantiles.get(stat_key) if c.cfg.number_transform == "normal_scores" else None
+
+
 class ScalarTupleKind(Kind):
     """The VAE side of the kinds whose module is a ScalarTuple: values (n, k), whitened."""
 
@@ -119,8 +125,8 @@ class NumberKind(ScalarTupleKind):
         mean = c.stats.scalar_mean.get(stat_key)
         cov = c.stats.scalar_cov.get(stat_key)
         cfg = scalar_tuple_config(c)
-        grid = c.stats.scalar_grid.get(stat_key)
-        key = c.module(f"{scope}.{f.name}", lambda: ScalarTuple(1, cfg, mean, cov, grid))
+        grid, quantiles = c.stats.scalar_grid.get(stat_key), scalar_quantiles(c, stat_key)
+        key = c.module(f"{scope}.{f.name}", lambda: ScalarTuple(1, cfg, mean, cov, grid, quantiles))
         return NumberNode(path, key, f)
 
     def extract(self, codec, node, data, values, batch, errors):

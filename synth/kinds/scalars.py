@@ -13,7 +13,7 @@ import numpy as np
 
 from synth.fitstats import JOINT
 from synth.kinds.base import Node, non_finite, register
-from synth.kinds.number import ScalarTupleKind, clamp_numbers, scalar_tuple_config
+from synth.kinds.number import ScalarTupleKind, clamp_numbers, scalar_quantiles, scalar_tuple_config
 from synth.nn.scalar_tuple import ScalarTuple
 from synth.schema.tree import FieldNode, MessageNode
 
@@ -27,8 +27,8 @@ def compile_scalars(c, msg: MessageNode, joint: list[FieldNode], scope: str) -> 
     stat = msg.full_name + JOINT
     mean, cov = c.stats.scalar_mean.get(stat), c.stats.scalar_cov.get(stat)
     cfg = scalar_tuple_config(c)
-    grid = c.stats.scalar_grid.get(stat)
-    key = c.module(scope + JOINT, lambda: ScalarTuple(len(joint), cfg, mean, cov, grid))
+    grid, quantiles = c.stats.scalar_grid.get(stat), scalar_quantiles(c, stat)
+    key = c.module(scope + JOINT, lambda: ScalarTuple(len(joint), cfg, mean, cov, grid, quantiles))
     return ScalarsNode((msg.path + "." if msg.path else "") + "#floats", key, joint)
 
 

@@ -36,13 +36,34 @@ class ScalarTupleConfig:
 class ScalarTuple(nn.Module):
     def __init__(self, k: int, cfg: ScalarTupleConfig = ScalarTupleConfig(),
                  mean: list[float] | None = None, cov: list[list[float]] | None = None,
-                 grid: list[float] | None = None):
+                 grid: list[float] | None = None, quantiles: list[list[float]] | None = None):
         super().__init__()
         self.k, self.cfg = k, cfg
         # Initialised from the training data (FitStats) when known: the paper starts
         # from scratch, which costs thousands of steps of moving-average warm-up.
         m = torch.tensor(mean, dtype=torch.float64) if mean is not None else torch.zeros(k, dtype=torch.float64)
         c = torch.tensor(cov, dtype=torch.float64) if cov is not None else torch.eye(k, dtype=torch.float64)
+        # The number transform (normal scores): each member goes through its training
+        # quantile function, then the inverse normal CDF, before whitening. Why: a Gaussian
+        # on raw values fits skewed and heavy-tailed numbers badly (flights' delays: most
+        # within minutes of 0, some hours late); on normal scores every marginal is N(0, 1)
+        # and the Gaussian head models how the members depend on each other and on the
+        # latent. Rebuilt from FitStats, so not part of the weights.
+        self.transformed = quantiles is not None
+        if self.transformed:
+            knots = torch.tensor(quantiles, dtype=torch.float64).reshape(k, -1)
+            # strictly increasing (ties would make the map a step): nudge repeated values apart
+            span = (knots[:, -1] - knots[:, 0]).clamp_min(1e-12).unsqueeze(1)
+            knots = torch.cummax(knots + 1e-9 * span * torch.arange(knots.shape[1]) / knots.shape[1], 1).values
+            self.register_buffer("knots", knots, persistent=False)
+            self.register_buffer("probs", torch.linspace(0.0, 1.0, knots.shape[1], dtype=torch.float64),
+                                 persistent=False)
+            # The raw values' moments stay known (input bounds, synth/service/bounds.py)
+            self.register_buffer("raw_mean", m.reshape(k).clone(), persistent=False)
+            self.register_buffer("raw_cov", c.reshape(k, k).clone(), persistent=False)
+            # Each score has mean 0 and variance 1; their correlations are not those of the raw
+            # values (a monotone map changes them), so the moving statistics learn them
+            m, c = torch.zeros(k, dtype=torch.float64), torch.eye(k, dtype=torch.float64)
         self.register_buffer("mean", m.reshape(k))
         self.register_buffer("cov", c.reshape(k, k))
         # The members' grid steps (synth.value_grid; 0 = none). Rebuilt from the artifact's
@@ -68,12 +89,34 @@ class ScalarTuple(nn.Module):
         d, u = torch.linalg.eigh(self.cov + self.cfg.eps * eye)
         return u, d.clamp_min(self.cfg.eps).sqrt()
 
+    def raw_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (k,) and covariance (k, k) of the raw values: the training data's under the
+        number transform (the whitening statistics are the scores' then), else the moving ones."""
+        return (self.raw_mean, self.raw_cov) if self.transformed else (self.mean, self.cov)
+
+    def to_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw values (n, k) -> what is whitened: normal scores under the number transform
+        (values beyond the training range map to the ends), else the values, float64."""
+        x = x.to(torch.float64)
+        if not self.transformed:
+            return x
+        p = _interp(x, self.knots, self.probs.expand_as(self.knots))
+        lo = 1e-4  # the ends' scores stay finite (+-3.72); the outer segments keep their spread
+        return rowwise.pointwise(torch.special.ndtri, p.clamp(lo, 1.0 - lo))
+
+    def from_scores(self, z: torch.Tensor) -> torch.Tensor:
+        """The inverse of `to_scores` (generated values stay within the training range)."""
+        if not self.transformed:
+            return z
+        p = rowwise.pointwise(torch.special.ndtr, z.to(torch.float64))
+        return _interp(p, self.probs.expand_as(self.knots), self.knots)
+
     @torch.no_grad()
     def update_stats(self, x: torch.Tensor) -> None:
         """One moving-average step on a batch (n, k) of raw values (training only)."""
         if x.shape[0] < 2 or self.stats_from_outside:
             return
-        x = x.to(torch.float64)
+        x = self.to_scores(x)
         self.apply_stats(x.mean(0), torch.cov(x.T).reshape(self.k, self.k))
 
     @torch.no_grad()
@@ -102,13 +145,13 @@ class ScalarTuple(nn.Module):
 
     def whiten(self, x: torch.Tensor) -> torch.Tensor:
         u, s = self._basis()
-        w = rowwise.matmul(x.to(torch.float64) - self.mean, u) / s
+        w = rowwise.matmul(self.to_scores(x) - self.mean, u) / s
         # values far outside the training range (or beyond float32) must not poison the network
         return w.clamp(-WHITE_CAP, WHITE_CAP).to(torch.float32)  # (n, k)
 
     def unwhiten(self, w: torch.Tensor) -> torch.Tensor:
         u, s = self._basis()
-        return rowwise.matmul(w.to(torch.float64) * s, u.T) + self.mean  # (n, k) float64
+        return self.from_scores(rowwise.matmul(w.to(torch.float64) * s, u.T) + self.mean)  # (n, k) float64
 
     def encode(self, xw: torch.Tensor) -> torch.Tensor:
         return rowwise.pointwise(torch.sigmoid, self.enc(xw))  # (n, dim)
@@ -140,7 +183,8 @@ class ScalarTuple(nn.Module):
             return 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
 
     def value_distribution(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoder's Gaussian over raw values: mean (n, k) and covariance (n, k, k), float64.
+        """The decoder's Gaussian over raw values (over their normal scores under the number
+        transform): mean (n, k) and covariance (n, k, k), float64.
 
         In whitened space it is N(dec(e), L L^T) (gaussian likelihood) or N(dec(e), I) (the
         MSE loss is that Gaussian's NLL); un-whitening x = A w + mean, A = U diag(s), maps it."""
@@ -158,7 +202,7 @@ class ScalarTuple(nn.Module):
         mean, cov = self.value_distribution(emb)
         cff = cov[:, fixed][:, :, fixed] + 1e-9 * torch.eye(len(fixed), dtype=cov.dtype, device=cov.device)
         chol = torch.linalg.cholesky(cff)
-        resid = (values.to(torch.float64) - mean[:, fixed]).unsqueeze(-1)
+        resid = (self._fixed_scores(fixed, values) - mean[:, fixed]).unsqueeze(-1)
         white = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]
         logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
         return (0.5 * (white**2).sum(1) + logdet).float()
@@ -170,8 +214,10 @@ class ScalarTuple(nn.Module):
         the decoder's Gaussian conditioned on them (their conditional mean when greedy)."""
         mean, cov = self.value_distribution(emb)
         free = torch.tensor([i for i in range(self.k) if i not in set(fixed.tolist())], dtype=torch.long)
+        raw_fixed = values.to(torch.float64)
+        values = self._fixed_scores(fixed, values)
         out = mean.clone()
-        out[:, fixed] = values.to(torch.float64)
+        out[:, fixed] = values
         if len(free):
             eye = torch.eye(len(fixed), dtype=cov.dtype, device=cov.device)
             cff = cov[:, fixed][:, :, fixed] + 1e-9 * eye
@@ -186,7 +232,17 @@ class ScalarTuple(nn.Module):
                 chol = torch.linalg.cholesky(crr + jitter * torch.eye(len(free), dtype=cov.dtype, device=cov.device))
                 eps = normal(generator, emb.shape[0], emb.device, len(free)).to(torch.float64)
                 out[:, free] += (chol @ eps.unsqueeze(-1))[..., 0] * temperature**0.5
+        out = self.from_scores(out)
+        out[:, fixed] = raw_fixed.expand(out.shape[0], -1) if raw_fixed.dim() == 2 else raw_fixed
         return out
+
+    def _fixed_scores(self, fixed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Values of the `fixed` members (n, f) in the space of `value_distribution`."""
+        if not self.transformed:
+            return values.to(torch.float64)
+        full = self.mean.expand(values.shape[0], -1).clone()  # placeholders for the other members
+        full[:, fixed] = values.to(torch.float64)
+        return self.to_scores(full)[:, fixed]
 
     @torch.no_grad()
     def decode(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
@@ -197,3 +253,14 @@ class ScalarTuple(nn.Module):
             eps = normal(generator, w.shape[0], w.device, w.shape[1]) * temperature**0.5
             w = w + (self.cholesky(emb) @ eps.unsqueeze(-1))[..., 0]
         return self.unwhiten(w)
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation per column: x (n, k), knots xp and values fp (k, m),
+    xp increasing; beyond the ends, the ends' values."""
+    xp, fp = xp.contiguous(), fp.contiguous()
+    idx = torch.searchsorted(xp, x.T.contiguous()).clamp(1, xp.shape[1] - 1)  # (k, n)
+    x0, x1 = xp.gather(1, idx - 1), xp.gather(1, idx)
+    f0, f1 = fp.gather(1, idx - 1), fp.gather(1, idx)
+    t = ((x.T - x0) / (x1 - x0)).clamp(0.0, 1.0)
+    return (f0 + t * (f1 - f0)).T

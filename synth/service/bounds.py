@@ -6,7 +6,8 @@ that again per sample, so one long value in a small request could hold a worker
 multiple of the longest value the model generates (itself derived from the longest
 value seen in training), never more than `Limits.max_string_bytes`. Numbers must be
 finite and lie within `Limits.number_range_sigmas` standard deviations of the
-training data (the ScalarTuple's running whitening statistics, paper appendix B.1).
+training data (the ScalarTuple's raw moments: its running whitening statistics, paper
+appendix B.1, or the training data's under the number transform).
 A value out of bounds is InvalidArgument (400 / INVALID_ARGUMENT) naming its field.
 """
 from __future__ import annotations
@@ -75,10 +76,9 @@ class InputBounds:
 
 def _ranges(model: Any, node: Any, sigmas: float) -> dict[str, tuple[float, float]]:
     module = model.vae.module_for(node)
-    mean = getattr(module, "mean", None)
-    cov = getattr(module, "cov", None)
-    if mean is None or cov is None:
+    if not hasattr(module, "raw_moments"):
         return {}
+    mean, cov = module.raw_moments()
     if isinstance(node, ScalarsNode):  # path `<message>.#floats`: the fields are its members
         parent = _clean(node.path)
         keys = [f"{parent}.{f.name}" if parent else f.name for f in node.fields]

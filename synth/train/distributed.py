@@ -231,7 +231,7 @@ def sync_whitening(vae: Any, batch: Any) -> None:
         if data is not None and data.n:
             values = torch.as_tensor(np.asarray(data.values, dtype=np.float64), device=vae.device).reshape(data.n, m.k)
             real = torch.as_tensor(batch.real_rows(np.asarray(data.root)), device=vae.device)
-            x = values[real] - m.mean
+            x = m.to_scores(values[real]) - m.mean  # the moments are the whitened space's
         pieces += [torch.tensor([float(len(x))], dtype=torch.float64, device=vae.device), x.sum(0),
                    (x.T @ x).reshape(-1)]
         shapes.append((m, m.mean.clone()))
