@@ -28,13 +28,17 @@ def test_openapi_operations_never_5xx_and_conform(servers):
     for op in ops:
         strategy = op.as_strategy()
 
-        # derandomize: the same examples on every run. A random run once drew seed = 2**63 - 1
-        # as a float, which JSON carries as 2**63 (over the documented maximum): a 400 that the
-        # check counts as a valid request rejected, though the server is right to refuse it.
+        # derandomize: the same examples on every run, so the suite does not flake
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         @given(case=strategy)
         def run(case):
+            seed = case.body.get("seed") if isinstance(case.body, dict) else None
+            if isinstance(seed, float) and seed.is_integer():
+                # The generator draws the largest seeds (up to 2**63 - 1) as floats, and JSON
+                # then carries 2**63 - 1 as 2**63, over the documented maximum; a client sends
+                # an integer, which is what the document describes.
+                case.body["seed"] = min(int(seed), 2**63 - 1)
             # ignored_auth: these servers run without tokens, though the document declares the scheme.
             # positive_data_acceptance runs: the document states this server's limits (n, steps,
             # temperature, list sizes, the model-name pattern; synth/server/rest/openapi.py)
