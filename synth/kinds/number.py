@@ -8,11 +8,9 @@ keyed per field. `ScalarTupleKind` holds the VAE side shared with the joint floa
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-
 import torch
 
 from synth.batch import tensor
@@ -32,20 +30,13 @@ class NumberNode(Node):
 
 def clamp_number(f: FieldNode, x: float) -> int | float:
     """Round/clamp a generated number so that it fits the field's type."""
-    if f.int_range is not None:
-        lo, hi = f.int_range
-        if not math.isfinite(x):
-            return 0 if x != x else (hi if x > 0 else lo)
-        return max(lo, min(hi, int(round(x))))
-    if x != x:
-        return 0.0
-    if f.type == "float":
-        return max(-FLOAT32_MAX, min(FLOAT32_MAX, x))
-    return x
+    return clamp_numbers(f, np.array([x]))[0]
 
 
 def clamp_numbers(f: FieldNode, x: np.ndarray) -> list:
-    """`clamp_number` over an array of generated numbers, as Python ints or floats."""
+    """Generated numbers rounded/clamped to fit the field's type, as Python ints or floats:
+    ints rounded half to even and clamped to the type's range (NaN -> 0), floats with NaN
+    -> 0.0 and `float` fields clamped to float32's range."""
     x = np.asarray(x, dtype=np.float64)
     if f.int_range is not None:
         lo, hi = f.int_range

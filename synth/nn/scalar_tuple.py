@@ -94,13 +94,15 @@ class ScalarTuple(nn.Module):
         number transform (the whitening statistics are the scores' then), else the moving ones."""
         return (self.raw_mean, self.raw_cov) if self.transformed else (self.mean, self.cov)
 
-    def to_scores(self, x: torch.Tensor) -> torch.Tensor:
+    def to_scores(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         """Raw values (n, k) -> what is whitened: normal scores under the number transform
-        (values beyond the training range map to the ends), else the values, float64."""
+        (values beyond the training range map to the ends), else the values, float64.
+        `members`: the columns of x are these members only (n, len(members))."""
         x = x.to(torch.float64)
         if not self.transformed:
             return x
-        p = _interp(x, self.knots, self.probs.expand_as(self.knots))
+        knots = self.knots if members is None else self.knots[members]
+        p = _interp(x, knots, self.probs.expand_as(knots))
         lo = 1e-4  # the ends' scores stay finite (+-3.72); the outer segments keep their spread
         return rowwise.pointwise(torch.special.ndtri, p.clamp(lo, 1.0 - lo))
 
@@ -202,7 +204,7 @@ class ScalarTuple(nn.Module):
         mean, cov = self.value_distribution(emb)
         cff = cov[:, fixed][:, :, fixed] + 1e-9 * torch.eye(len(fixed), dtype=cov.dtype, device=cov.device)
         chol = torch.linalg.cholesky(cff)
-        resid = (self._fixed_scores(fixed, values) - mean[:, fixed]).unsqueeze(-1)
+        resid = (self.to_scores(values, fixed) - mean[:, fixed]).unsqueeze(-1)
         white = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]
         logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
         return (0.5 * (white**2).sum(1) + logdet).float()
@@ -214,16 +216,14 @@ class ScalarTuple(nn.Module):
         the decoder's Gaussian conditioned on them (their conditional mean when greedy)."""
         mean, cov = self.value_distribution(emb)
         free = torch.tensor([i for i in range(self.k) if i not in set(fixed.tolist())], dtype=torch.long)
-        raw_fixed = values.to(torch.float64)
-        values = self._fixed_scores(fixed, values)
         out = mean.clone()
-        out[:, fixed] = values
+        out[:, fixed] = scores = self.to_scores(values, fixed)
         if len(free):
             eye = torch.eye(len(fixed), dtype=cov.dtype, device=cov.device)
             cff = cov[:, fixed][:, :, fixed] + 1e-9 * eye
             crf = cov[:, free][:, :, fixed]  # (n, r, f)
             gain = torch.linalg.solve(cff, crf.transpose(1, 2)).transpose(1, 2)  # Crf Cff^-1
-            resid = (values.to(torch.float64) - mean[:, fixed]).unsqueeze(-1)
+            resid = (scores - mean[:, fixed]).unsqueeze(-1)
             out[:, free] = mean[:, free] + (gain @ resid)[..., 0]
             if self.cfg.likelihood == "gaussian" and not greedy and emb.shape[0]:  # "mse" has no spread
                 crr = cov[:, free][:, :, free] - gain @ crf.transpose(1, 2)
@@ -233,16 +233,8 @@ class ScalarTuple(nn.Module):
                 eps = normal(generator, emb.shape[0], emb.device, len(free)).to(torch.float64)
                 out[:, free] += (chol @ eps.unsqueeze(-1))[..., 0] * temperature**0.5
         out = self.from_scores(out)
-        out[:, fixed] = raw_fixed.expand(out.shape[0], -1) if raw_fixed.dim() == 2 else raw_fixed
+        out[:, fixed] = values.to(torch.float64)  # exactly as given, not through the scores and back
         return out
-
-    def _fixed_scores(self, fixed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Values of the `fixed` members (n, f) in the space of `value_distribution`."""
-        if not self.transformed:
-            return values.to(torch.float64)
-        full = self.mean.expand(values.shape[0], -1).clone()  # placeholders for the other members
-        full[:, fixed] = values.to(torch.float64)
-        return self.to_scores(full)[:, fixed]
 
     @torch.no_grad()
     def decode(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
