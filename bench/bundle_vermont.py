@@ -74,12 +74,13 @@ def retune(model) -> None:
     """Run the end-of-training tuner again on the run's own split (bench/vermont.py's run_regime)."""
     from synth.configs import from_dict
     from synth.train.config import TrainConfig
+    from synth.train.calibrate import end_regime
     from synth.train.tune import tune_generation
 
     cfg = from_dict(TrainConfig, model.metadata["run_config"]["train"])
     fit, validation = run_split(model)
     budget = min(cfg.tune.max_seconds, cfg.tune.max_fraction * cfg.time_budget_s)  # as the trainer's
-    model.metadata["tuning"] = tune_generation(model, fit, validation, cfg.tune, budget)
+    model.metadata["tuning"] = tune_generation(model, fit, validation, cfg.tune, budget, end_regime(cfg))
     model.metadata["tuning"]["retuned"] = "bench/bundle_vermont.py --retune: the tuner run again on the trained weights"
 
 

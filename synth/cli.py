@@ -178,12 +178,16 @@ def _print_tuning(tuning: dict | None) -> None:
     if not tuning:
         return
     prior, temps = tuning.get("prior") or {}, tuning.get("temperatures") or {}
+    leaves = tuning.get("leaf_temperatures") or {}
     parts = []
     if "chosen" in prior:
         parts.append(f"latent_prior_components={prior['chosen']}")
+    if "chosen" in leaves:
+        parts.append(f"{len(leaves['chosen'])} of {leaves['heads']} heads widened (leaf_temperatures)")
     if "chosen" in temps:
         parts += [f"{k}={v}" for k, v in temps["chosen"].items()]
-    skipped = [f"{name}: {d['skipped']}" for name, d in (("prior", prior), ("temperatures", temps))
+    skipped = [f"{name}: {d['skipped']}"
+               for name, d in (("prior", prior), ("leaf temperatures", leaves), ("temperatures", temps))
                if "skipped" in d]
     print(f"tuned on {tuning.get('validation_records')} validation records (seed {tuning.get('seed')}): "
           + (", ".join(parts) or "nothing") + ("; " + "; ".join(skipped) if skipped else ""), file=sys.stderr)
@@ -374,25 +378,33 @@ def cmd_tune(a: argparse.Namespace) -> int:
 
     from synth import store
     from synth.configs import from_dict
-    from synth.train.config import TuneConfig
+    from synth.train.calibrate import end_regime
+    from synth.train.config import TrainConfig, TuneConfig
     from synth.train.tune import tune_generation
 
     model = _load(a.model)
-    stored = ((model.metadata or {}).get("run_config") or {}).get("train", {}).get("tune")
+    stored_train = ((model.metadata or {}).get("run_config") or {}).get("train", {})
+    stored = stored_train.get("tune")
     try:
         cfg = from_dict(TuneConfig, stored) if isinstance(stored, dict) else TuneConfig()
     except SynthError:  # an older manifest: the defaults
         cfg = TuneConfig()
+    try:  # the scheduled-sampling regime the run ended in (what the heads are calibrated in)
+        regime = end_regime(from_dict(TrainConfig, stored_train))
+    except SynthError:
+        regime = end_regime(TrainConfig())
     changes = {k: v for k, v in {"seed": a.seed, "samples": a.samples, "max_seconds": a.max_seconds}.items()
                if v is not None}
     if a.no_prior:
         changes["prior"] = False
     if a.no_temperatures:
         changes["temperatures"] = False
+    if a.no_calibrate:
+        changes["calibrate"] = False
     cfg = from_dict(TuneConfig, {**dataclasses.asdict(cfg), **changes})
     val = _read_data(a.validation, model.schema, a.data_format, a.skip_bad)
     train = _read_data(a.train, model.schema, a.data_format, a.skip_bad) if a.train else None
-    tuning = tune_generation(model, train, val, cfg, cfg.max_seconds)
+    tuning = tune_generation(model, train, val, cfg, cfg.max_seconds, regime)
     tuning["validation_path"] = str(a.validation)
     model.metadata["tuning"] = tuning
     out = a.out or str(store.resolve(a.model))
@@ -585,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-seconds", type=float, help="wall-time cap (default 300)")
     s.add_argument("--no-prior", action="store_true", help="keep the prior")
     s.add_argument("--no-temperatures", action="store_true", help="keep the temperatures")
+    s.add_argument("--no-calibrate", action="store_true", help="keep the leaf temperatures")
     s.add_argument("--out", help="write the updated artifact here (default: in place)")
     s.add_argument("--json", action="store_true", help="print the tuning record")
     data_args(s)

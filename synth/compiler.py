@@ -127,6 +127,8 @@ def compile_plan(tree: MessageNode, cfg: ModelConfig, stats: FitStats) -> tuple[
     root = c.message(tree)
     unused = sorted(set(cfg.field_overrides) - c.used_overrides)
     c.problems += [Violation(k, "field_overrides names no integer or string field of the schema") for k in unused]
+    c.problems += [Violation(f"leaf_temperatures.{k}", "names no module of this model (see `synth inspect`)")
+                   for k in sorted(set(cfg.leaf_temperatures) - set(c.modules))]
     if c.problems:
         raise ConfigError("the model config does not fit the schema", c.problems)
     return root, nn.ModuleDict(c.modules)

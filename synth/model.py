@@ -155,7 +155,7 @@ class Model:
         out: list[Message] = []
         for i in range(0, z.shape[0], self.chunk):
             batch = self.vae.generate(z[i: i + self.chunk].to(self.device), temperature, greedy, g,
-                                      reencode=self.reencode)
+                                      reencode=self.reencode, leaf_temperatures=self.config.leaf_temperatures)
             out += self.codec.decode(batch)
         return out
 
@@ -239,7 +239,8 @@ class Model:
         if self.vae.training:  # (eval() walks every module: not on every small request)
             self.vae.eval()
         with rowwise.row_invariant():
-            batch = self.vae.generate(z, temperature, greedy, None, reencode=self.reencode, streams=streams)
+            batch = self.vae.generate(z, temperature, greedy, None, reencode=self.reencode, streams=streams,
+                                      leaf_temperatures=self.config.leaf_temperatures)
         records = self.codec.decode(batch)
         start = 0
         for k in live:
@@ -276,7 +277,8 @@ class Model:
             else:
                 z = z[:k]
             batch = self.vae.generate(z.to(self.device), temperature, greedy, g, embeddings,
-                                      cond.forced_presence(), self.reencode, partial)
+                                      cond.forced_presence(), self.reencode, partial,
+                                      leaf_temperatures=self.config.leaf_temperatures)
             records = self.codec.decode(batch)
             for r in records:
                 cond.apply(r)

@@ -79,6 +79,10 @@ class ModelConfig:
     # (characters, categories, Gaussian scalars) and the scale of the latent noise.
     sample_temperature: float = 1.0
     latent_temperature: float = 1.0
+    # Per-module multipliers of sample_temperature ({module key: t >= 1}), fitted on the
+    # validation split after training so that no head is surer than held-out rows allow
+    # (synth/train/calibrate.py); {} = none. Module keys as `synth inspect` prints them.
+    leaf_temperatures: dict[str, float] = field(default_factory=dict)
     scalar_likelihood: str = "gaussian"  # "gaussian" (learned spread; see ScalarTuple) or "mse" (paper)
     # Numbers are modelled on their normal scores (each member through its training quantile
     # function and the inverse normal CDF; synth/nn/scalar_tuple.py), or on raw values ("none", paper)
@@ -97,6 +101,8 @@ class ModelConfig:
             problems.append(Violation("generation_feedback", "must be 'emitted' or 'reencoded'"))
         if not (self.sample_temperature > 0 and self.latent_temperature > 0):
             problems.append(Violation("sample_temperature", "temperatures must be > 0"))
+        if any(not (0 < t < float("inf")) for t in self.leaf_temperatures.values()):
+            problems.append(Violation("leaf_temperatures", "temperatures must be finite and > 0"))
         if self.field_order not in ("declared", "auto"):
             problems.append(Violation("field_order", "must be 'declared' or 'auto'"))
         if self.categorical_max_classes < 2:

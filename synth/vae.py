@@ -50,6 +50,13 @@ class DecodeOptions:
     positions: np.ndarray | None = None
     # ScalarTuple path -> (member indices, values (k_fixed,)): score only those members
     partial: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    # When given, the categorical and number heads append (embeddings, targets) under their
+    # module key: what the leaf temperatures are fitted on (synth/train/calibrate.py)
+    heads: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+
+    def record_head(self, module: str, emb: torch.Tensor, target: torch.Tensor) -> None:
+        if self.heads is not None:
+            self.heads.setdefault(module, []).append((emb.detach(), target.detach()))
 
 
 @dataclass
@@ -245,17 +252,20 @@ class RecordVAE(nn.Module):
                  fixed: dict[str, torch.Tensor] | None = None,
                  force_present: frozenset[str] = frozenset(), reencode: bool = False,
                  partial: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 streams: RowStreams | None = None) -> Batch:
+                 streams: RowStreams | None = None, leaf_temperatures: dict[str, float] | None = None) -> Batch:
         """Decode latents (B, D) into a Batch of values (numpy) for the codec.
 
         fixed: node path -> encoder embeddings (B, D) of values fixed by a condition;
         the Tuple decoder is teacher-forced with them (conditional sampling).
         streams: one generator per request when z holds several requests' rows
         (synth.nn.draws); `generator` is then unused.
+        leaf_temperatures: module key -> multiplier of `temperature` for that module's draws
+        (ModelConfig.leaf_temperatures).
         """
         batch = Batch(z.shape[0])
         pending: dict[str, list[tuple[Node, torch.Tensor]]] = {}
-        g = _Gen(temperature, greedy, generator, fixed or {}, force_present, reencode, partial or {}, streams)
+        g = _Gen(temperature, greedy, generator, fixed or {}, force_present, reencode, partial or {}, streams,
+                 leaf_temperatures or {})
         self.generate_node(self.plan, z, np.arange(z.shape[0]), batch, g, pending)
         for module, items in pending.items():  # deferred batched work, one call per module
             kind_of(items[0][0]).flush_generate(self, module, items, batch, g)
@@ -279,6 +289,11 @@ class _Gen:
     reencode: bool = False
     partial: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     streams: RowStreams | None = None
+    leaf_temperatures: dict[str, float] = field(default_factory=dict)
+
+    def temperature_of(self, node: Node) -> float:
+        """The temperature of a node's draws: the call's, times its module's calibration."""
+        return self.temperature * self.leaf_temperatures.get(node.module, 1.0)
 
     def rng(self, root: np.ndarray):
         """What a node's random draws come from: its instances' request streams (their

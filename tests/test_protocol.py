@@ -3,6 +3,7 @@ schedules, early stopping on validation only, choices made on validation only, t
 settings stored and used, and the evaluation seed's effect within the reported noise."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -320,6 +321,8 @@ def test_tuned_settings_are_stored_and_used_by_synth_sample(tmp_path, capsys):
     chosen = temps["chosen"]
     assert manifest["model_config"]["sample_temperature"] == chosen["sample_temperature"]
     assert manifest["model_config"]["latent_prior_components"] == tuning["prior"]["chosen"]
+    leaves = tuning["leaf_temperatures"]
+    assert leaves["heads"] >= 2 and manifest["model_config"]["leaf_temperatures"] == leaves["chosen"]
     capsys.readouterr()
     assert main(["sample", str(out), "-n", "5", "--seed", "3"]) == 0
     sampled = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
@@ -335,6 +338,14 @@ def test_tuned_settings_are_stored_and_used_by_synth_sample(tmp_path, capsys):
     again = store.read_manifest(tmp_path / "tuned")["metadata"]["tuning"]
     assert again["validation_path"] == str(val) and again["validation_records"] == 40
     assert "skipped" in again["prior"] and len(again["temperatures"]["candidates"]) == 2
+    assert again["leaf_temperatures"]["heads"] == leaves["heads"]  # refitted on the given records
+    kept = {next(iter(m.config.leaf_temperatures or m.vae.nodes)): 2.5}
+    m.config = dataclasses.replace(m.config, leaf_temperatures=kept)
+    store.save(m, tmp_path / "kept")
+    assert main(["tune", str(tmp_path / "kept"), "--validation", str(val), "--no-prior", "--no-calibrate",
+                 "--samples", "50"]) == 0
+    assert "skipped" in store.read_manifest(tmp_path / "kept")["metadata"]["tuning"]["leaf_temperatures"]
+    assert store.load(tmp_path / "kept").config.leaf_temperatures == kept
 
 
 def test_tuning_without_enough_validation_keeps_the_configured_settings():
@@ -342,6 +353,7 @@ def test_tuning_without_enough_validation_keeps_the_configured_settings():
     before = m.config
     rec = tune_generation(m, rows(), rows(10, seed=2), TuneConfig(), budget_s=0)
     assert "skipped" in rec["prior"] and "skipped" in rec["temperatures"] and m.config == before
+    assert "skipped" in rec["leaf_temperatures"]
 
 
 # -- the evaluation seed moves the headline numbers within their noise -------------------------------

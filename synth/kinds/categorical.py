@@ -200,13 +200,15 @@ class CategoricalKind(Kind):
         return self._with_other(vae, node, data, e, vae.encode_node(node.other, batch, enc))
 
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
-        loss = vae.module_for(node).loss(e, tensor(data.values, vae.device))
+        target = tensor(data.values, vae.device)
+        opts.record_head(node.module, e, target)
+        loss = vae.module_for(node).loss(e, target)
         losses.add(node.path + "/recon", loss, vae.root_of(batch, node))
         if node.other is not None:
             vae.decode_node(node.other, e[self._rare(vae, node, data)], batch, enc, opts, losses, pending)
 
     def generate(self, vae, node, data, e, batch, g, pending):
-        data.values = vae.module_for(node).decode(e, g.temperature, g.greedy, g.rng(data.root)).cpu().numpy()
+        data.values = vae.module_for(node).decode(e, g.temperature_of(node), g.greedy, g.rng(data.root)).cpu().numpy()
         if node.other is not None:
             rare = self._rare(vae, node, data)
             vae.generate_node(node.other, e[rare], data.root[rare.cpu().numpy()], batch, g, pending)

@@ -88,6 +88,7 @@ class ScalarTupleKind(Kind):
                 positions = opts.positions if opts.positions is not None else np.arange(batch.size)
                 u = dequantization_noise(opts.noise_key, node.path, positions, data.root, m.k)
                 target = m.whiten(m.dequantize(raw, torch.from_numpy(u)))
+            opts.record_head(node.module, e, target)
             loss = m.loss(e, target)
         losses.add(node.path + "/recon", loss, vae.root_of(batch, node))
 
@@ -95,9 +96,10 @@ class ScalarTupleKind(Kind):
         m = vae.module_for(node)
         if node.path in g.partial:  # some members fixed: draw the others given them
             idx, values = g.partial[node.path]
-            out = m.decode_given(e, idx, values.expand(e.shape[0], -1), g.temperature, g.greedy, g.generator)
+            out = m.decode_given(e, idx, values.expand(e.shape[0], -1), g.temperature_of(node), g.greedy,
+                                 g.generator)
             return m.snap(out, keep=idx).cpu().numpy()
-        return m.snap(m.decode(e, g.temperature, g.greedy, g.rng(root))).cpu().numpy()
+        return m.snap(m.decode(e, g.temperature_of(node), g.greedy, g.rng(root))).cpu().numpy()
 
     def encode_values(self, vae, node, data, batch):
         m = vae.module_for(node)

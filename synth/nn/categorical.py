@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synth.nn import rowwise
+from synth.nn.calibration import softmax_temperature
 from synth.nn.draws import softmax_draw
 from synth.nn.init import in_degree_, linear
 
@@ -82,6 +83,12 @@ class Categorical(nn.Module):
 
     def loss(self, emb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self._logits(emb), idx, reduction="none")  # (n,)
+
+    @torch.no_grad()
+    def calibrated_temperature(self, emb: torch.Tensor, idx: torch.Tensor) -> float:
+        """The temperature (>= 1) that fits held-out embeddings and targets best (synth.nn.calibration)."""
+        logits = self._logits(emb).float()
+        return softmax_temperature(lambda t: float(F.cross_entropy(logits / t, idx)))
 
     @torch.no_grad()
     def decode(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from synth.nn import rowwise
+from synth.nn.calibration import gaussian_temperature
 from synth.nn.draws import normal
 from synth.nn.init import linear
 
@@ -183,6 +184,18 @@ class ScalarTuple(nn.Module):
             white = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]  # (n, k)
             logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
             return 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
+
+    @torch.no_grad()
+    def calibrated_temperature(self, emb: torch.Tensor, xw: torch.Tensor) -> float:
+        """The variance multiplier (>= 1, the temperature of `decode`) that fits held-out
+        embeddings and whitened targets best (synth.nn.calibration); 1 for the MSE head,
+        which has no spread to scale."""
+        if self.cfg.likelihood != "gaussian":
+            return 1.0
+        emb = emb.float()
+        resid = (xw.float() - self.dec(emb)).unsqueeze(-1)
+        white = torch.linalg.solve_triangular(self.cholesky(emb), resid, upper=False)[..., 0]
+        return gaussian_temperature(white)
 
     def value_distribution(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder's Gaussian over raw values (over their normal scores under the number

@@ -58,6 +58,9 @@ class TuneConfig:
     enabled: bool = True  # false: keep the [model] settings as given (latent_prior_components, temperatures)
     prior: bool = True  # choose latent_prior_components among prior_candidates
     prior_candidates: tuple[int, ...] = (0, 16, 64, 256, 1024)  # 0 = one Gaussian (paper)
+    # fit a temperature per categorical/number head on the validation likelihood (widening
+    # only: ModelConfig.leaf_temperatures; synth/train/calibrate.py)
+    calibrate: bool = True
     temperatures: bool = True  # choose sample_temperature x latent_temperature on the grid below
     sample_temperatures: tuple[float, ...] = (0.5, 0.75, 1.0)
     latent_temperatures: tuple[float, ...] = (0.7, 0.85, 1.0)

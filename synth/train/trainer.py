@@ -411,11 +411,12 @@ class Trainer:
         t = self.cfg.tune
         tuned = None
         if t.enabled and self.val_msgs:
+            from synth.train.calibrate import end_regime
             from synth.train.tune import tune_generation
 
             train_time = self.cfg.time_budget_s if self.budgeted else wall_s
             budget = min(t.max_seconds, t.max_fraction * train_time)
-            tuned = tune_generation(self.model, self.train_msgs, self.val_msgs, t, budget)
+            tuned = tune_generation(self.model, self.train_msgs, self.val_msgs, t, budget, end_regime(self.cfg))
         prior_tuned = tuned is not None and "chosen" in (tuned.get("prior") or {})
         if not prior_tuned and self.model.config.latent_prior_components:
             self.model.fit_latent_prior(self.train_msgs, self.model.config.latent_prior_components,

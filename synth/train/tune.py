@@ -1,6 +1,6 @@
 """Generation settings chosen on the validation split, after training (docs/training.md).
 
-Two choices, both made on the validation records only (never on test data, and with
+Three choices, all made on the validation records only (never on test data, and with
 an evaluation seed that is not the benchmark's):
 
 1. The latent prior's size K among `prior_candidates` and the configured
@@ -15,7 +15,10 @@ an evaluation seed that is not the benchmark's):
    Held-out likelihood penalises a prior that only memorises the training latents, as a
    larger K would otherwise always win.
 
-2. The temperatures (`sample_temperature` x `latent_temperature`, a small grid): for
+2. The leaf temperatures: each categorical and number head's temperature fitted to the
+   validation records' likelihood, widening only (synth/train/calibrate.py).
+
+3. The temperatures (`sample_temperature` x `latent_temperature`, a small grid): for
    each candidate `samples` records are generated (seed `tune.seed`) and compared with
    the validation records by `synth.eval.compare.compare_records`. Objective,
    lexicographic: the detection AUC (lower is better); candidates within the noise of
@@ -43,6 +46,7 @@ import torch
 
 from synth.eval.posterior import posterior_draws
 from synth.latent_prior import Mixture, fit_mixture
+from synth.train.calibrate import calibrate_leaves
 from synth.train.config import TuneConfig
 
 MAX_POSTERIORS = 20000  # training posteriors the mixtures are fitted on (as fit_latent_prior)
@@ -51,11 +55,13 @@ DETECTION_TIE = 0.01  # detection AUCs closer than this (or their gap's noise) a
 
 
 def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequence[Any], cfg: TuneConfig,
-                    budget_s: float) -> dict[str, Any]:
-    """Choose the prior size and temperatures on `validation`; update `model`; return the record.
+                    budget_s: float, regime: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
+    """Choose the prior size, leaf temperatures and temperatures on `validation`; update
+    `model`; return the record.
 
     `train`: the training records (for the prior's posteriors; None keeps the current prior).
     `budget_s`: wall-time cap for the whole tuning (0 = none).
+    `regime`: (p_truth_tuple, p_truth_string) the run ended in (calibrate.end_regime).
     """
     t0 = time.time()
     deadline = t0 + budget_s if budget_s > 0 else math.inf
@@ -73,6 +79,12 @@ def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequenc
     else:
         candidates = tuple(cfg.prior_candidates) + (model.config.latent_prior_components,)
         out["prior"] = choose_prior(model, model.messages(train), val, candidates, cfg.seed)
+    if not cfg.calibrate:
+        out["leaf_temperatures"] = {"skipped": "tune.calibrate is off"}
+    elif len(val) < cfg.min_validation_records:
+        out["leaf_temperatures"] = {"skipped": too_few}
+    else:
+        out["leaf_temperatures"] = calibrate_leaves(model, val, regime, cfg.seed)
     if not cfg.temperatures:
         out["temperatures"] = {"skipped": "tune.temperatures is off"}
     elif len(val) < cfg.min_validation_records:
