@@ -50,7 +50,7 @@ class DecodeOptions:
     positions: np.ndarray | None = None
     # ScalarTuple path -> (member indices, values (k_fixed,)): score only those members
     partial: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    # When given, the categorical and number heads append (embeddings, targets) under their
+    # When given, the categorical, number, presence and oneof heads append (embeddings, targets) under their
     # module key: what the leaf temperatures are fitted on (synth/train/calibrate.py)
     heads: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 

@@ -13,6 +13,8 @@ from synth.errors import ConfigError
 from synth.model import Model
 from synth.model_config import ModelConfig
 from synth.nn.categorical import Categorical
+from synth.nn.oneof import Oneof
+from synth.nn.presence import Presence
 from synth.nn.scalar_tuple import ScalarTuple, ScalarTupleConfig
 from synth.plan import walk
 from synth.train.calibrate import calibrate_leaves, end_regime
@@ -92,3 +94,49 @@ def test_leaf_temperatures_are_validated():
         ModelConfig(leaf_temperatures={"m": float("inf")})
     with pytest.raises(ConfigError, match="leaf_temperatures.no:such:module"):
         Model.create(PROTO, "Row", records=rows(), config=ModelConfig(leaf_temperatures={"no:such:module": 2.0}))
+
+
+def test_presence_head_is_widened_like_a_softmax():
+    torch.manual_seed(0)
+    head = Presence(dim=16)
+    with torch.no_grad():
+        head.head.weight.normal_()
+    emb = torch.randn(6000, 16) * 2
+    with torch.no_grad():
+        logit = head.head(emb)[:, 0]
+    hot = torch.rand(6000) < torch.sigmoid(logit / 3.0)
+    cold = torch.rand(6000) < torch.sigmoid(logit / 0.5)
+    assert head.calibrated_temperature(emb, hot) == pytest.approx(3.0, rel=0.15)
+    assert head.calibrated_temperature(emb, cold) == 1.0
+
+
+NESTED = """
+syntax = "proto3";
+package calib_nested;
+message Inner { string a = 1; }
+message Row { Inner inner = 1; oneof pick { int32 n = 2; string s = 3; } double x = 4; }
+"""
+
+
+def test_presence_and_oneof_heads_are_fitted_and_drawn_with_their_temperatures():
+    rng = random.Random(1)
+    records = [{"inner": {"a": "q"}} if i % 3 else {} for i in range(240)]
+    for i, r in enumerate(records):
+        r.update({"n": i % 5} if i % 2 else {"s": "z"})
+        r["x"] = rng.random()
+    torch.manual_seed(0)
+    model = Model.create(NESTED, "Row", records=records, config=ModelConfig(latent_dim=8, char_dim=4))
+    rec = calibrate_leaves(model, model.messages(records[:200]), end_regime(TrainConfig()), seed=1)
+    kinds = {type(model.vae.nodes[k]) for k in rec["fitted"]}
+    assert {Presence, Oneof} <= kinds
+    presence = next(k for k in rec["fitted"] if isinstance(model.vae.nodes[k], Presence))
+
+    def inner_share(leaf: dict[str, float]) -> float:
+        model.config = dataclasses.replace(model.config, leaf_temperatures=leaf)
+        return sum(r.HasField("inner") for r in model.sample(600, seed=2)) / 600
+
+    # an untrained head's logit is 0 (p = 1/2) whatever the temperature: push it first
+    with torch.no_grad():
+        model.vae.nodes[presence].head.bias.fill_(3.0)
+    sure, widened = inner_share({}), inner_share({presence: 1e6})
+    assert sure > 0.85 and abs(widened - 0.5) < 0.08

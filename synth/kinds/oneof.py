@@ -71,6 +71,7 @@ class OneofKind(Kind):
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
         m = vae.module_for(node)
         case = tensor(data.case, vae.device)
+        opts.record_head(node.module, e, case)
         losses.add(node.path + "/case", m.loss(e, case), vae.root_of(batch, node))
         for k, child in enumerate(node.children):
             rows = (case == k).nonzero()[:, 0]
@@ -81,7 +82,7 @@ class OneofKind(Kind):
     def generate(self, vae, node, data, e, batch, g, pending):
         m = vae.module_for(node)
         blocked = [k for k, c in enumerate(node.children) if not kind_of(c).modelled]
-        case = m.choose(e, g.temperature, g.greedy, g.rng(data.root), blocked)
+        case = m.choose(e, g.temperature_of(node), g.greedy, g.rng(data.root), blocked)
         data.case = case.cpu().numpy()
         for k, child in enumerate(node.children):
             rows = (case == k).nonzero()[:, 0]

@@ -58,11 +58,12 @@ class PresenceKind(Kind):
 
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
         present = tensor(data.present, vae.device)
+        opts.record_head(node.module, e, present)
         losses.add(node.path + "/presence", vae.module_for(node).loss(e, present), vae.root_of(batch, node))
         vae.decode_node(node.child, e[present], batch, enc, opts, losses, pending)
 
     def generate(self, vae, node, data, e, batch, g, pending):
-        present = vae.module_for(node).decide(e, g.temperature, g.greedy, g.rng(data.root))
+        present = vae.module_for(node).decide(e, g.temperature_of(node), g.greedy, g.rng(data.root))
         if node.path in g.force_present:
             present = torch.ones_like(present)
         data.present = present.cpu().numpy()

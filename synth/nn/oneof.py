@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synth.nn.calibration import softmax_temperature
 from synth.nn.categorical import draw
 from synth.nn.init import celu_linear, linear
 
@@ -32,6 +33,12 @@ class Oneof(nn.Module):
 
     def loss(self, emb: torch.Tensor, case: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.selector(emb), case + 1, reduction="none")
+
+    @torch.no_grad()
+    def calibrated_temperature(self, emb: torch.Tensor, case: torch.Tensor) -> float:
+        """The temperature (>= 1) that fits held-out embeddings and cases best (synth.nn.calibration)."""
+        logits = self.selector(emb).float()
+        return softmax_temperature(lambda t: float(F.cross_entropy(logits / t, case + 1)))
 
     @torch.no_grad()
     def choose(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,

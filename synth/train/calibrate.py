@@ -2,9 +2,10 @@
 
 After training, the validation records go through the model once in the regime the run
 ended in (scheduled sampling's fed-back draws, latents drawn from the posteriors), and
-every categorical and number head fits one temperature to their likelihood
-(synth.nn.calibration): the softmax's t in softmax(logits / t), the Gaussian's variance
-multiplier. Only widening is kept (t >= 1). The result goes into
+every categorical, number, presence and oneof head fits one temperature to their likelihood
+(synth.nn.calibration): the softmax's (or sigmoid's) t in softmax(logits / t), the
+Gaussian's variance multiplier. The sequence stop bits and the character RNNs are not
+calibrated (their decisions are made inside their step loops). Only widening is kept (t >= 1). The result goes into
 `ModelConfig.leaf_temperatures`, which multiplies `sample_temperature` for that module's
 draws, and the global temperatures are then chosen on top of it (synth/train/tune.py).
 """
