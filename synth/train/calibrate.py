@@ -2,12 +2,13 @@
 
 After training, the validation records go through the model once in the regime the run
 ended in (scheduled sampling's fed-back draws, latents drawn from the posteriors), and
-every categorical, number, presence and oneof head fits one temperature to their likelihood
-(synth.nn.calibration): the softmax's (or sigmoid's) t in softmax(logits / t), the
-Gaussian's variance multiplier. The sequence stop bits and the character RNNs are not
-calibrated (their decisions are made inside their step loops). Only widening is kept (t >= 1). The result goes into
-`ModelConfig.leaf_temperatures`, which multiplies `sample_temperature` for that module's
-draws, and the global temperatures are then chosen on top of it (synth/train/tune.py).
+every categorical, number, presence and oneof head fits one temperature to their
+likelihood (synth.nn.calibration): the t in softmax(logits / t) of a softmax or sigmoid,
+the variance multiplier of a Gaussian. Only widening is kept (t >= 1). The result goes
+into `ModelConfig.leaf_temperatures`, which multiplies `sample_temperature` for that
+module's draws; the global temperatures are then chosen on top of it (synth/train/tune.py).
+The sequence stop bits and the character RNNs are not calibrated: they decide inside
+their step loops.
 """
 from __future__ import annotations
 
@@ -49,6 +50,6 @@ def calibrate_leaves(model: Any, val: Sequence[Any], regime: tuple[float, float]
             fitted[key] = round(model.vae.nodes[key].calibrated_temperature(emb, target), 4)
     chosen = {k: t for k, t in sorted(fitted.items()) if t > 1.0}
     model.config = dataclasses.replace(model.config, leaf_temperatures=chosen)
-    return {"chosen": chosen, "fitted": dict(sorted(fitted.items())), "heads": len(fitted), "regime": {"p_truth_tuple": regime[0],
-                                                                 "p_truth_string": regime[1]},
+    return {"chosen": chosen, "fitted": dict(sorted(fitted.items())), "heads": len(fitted),
+            "regime": {"p_truth_tuple": regime[0], "p_truth_string": regime[1]},
             "criterion": "validation likelihood per head (temperature scaling), widening only (t >= 1)"}
