@@ -15,15 +15,28 @@ import math
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 MAX_TEMPERATURE = 64.0  # a head more than 8x too narrow (in standard deviations) is clamped
 GRID = 97  # log-spaced candidates in [1, MAX_TEMPERATURE] for the softmax heads
 
 
-def softmax_temperature(nll: Callable[[float], float]) -> float:
-    """The temperature t >= 1 minimising nll(t) over a log-spaced grid (the held-out
-    negative log-likelihood of softmax(logits / t) is unimodal in t in practice, and the
-    grid's step of 4.4% is finer than its noise on a few hundred rows)."""
+def softmax_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """The t >= 1 of softmax(logits / t) that fits held-out class indices `target` best."""
+    logits = logits.float()
+    return _grid_minimum(lambda t: float(F.cross_entropy(logits / t, target)))
+
+
+def sigmoid_temperature(logit: torch.Tensor, target: torch.Tensor) -> float:
+    """The t >= 1 of sigmoid(logit / t) that fits held-out bits `target` best."""
+    logit, target = logit.float(), target.float()
+    return _grid_minimum(lambda t: float(F.binary_cross_entropy_with_logits(logit / t, target)))
+
+
+def _grid_minimum(nll: Callable[[float], float]) -> float:
+    """The t >= 1 minimising nll(t) over a log-spaced grid (the held-out negative
+    log-likelihood is unimodal in t in practice, and the grid's step of 4.4% is finer
+    than its noise on a few hundred rows)."""
     grid = torch.exp(torch.linspace(0.0, math.log(MAX_TEMPERATURE), GRID)).tolist()
     scores = [nll(t) for t in grid]
     return float(grid[min(range(len(grid)), key=scores.__getitem__)])

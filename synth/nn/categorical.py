@@ -87,8 +87,7 @@ class Categorical(nn.Module):
     @torch.no_grad()
     def calibrated_temperature(self, emb: torch.Tensor, idx: torch.Tensor) -> float:
         """The temperature (>= 1) that fits held-out embeddings and targets best (synth.nn.calibration)."""
-        logits = self._logits(emb).float()
-        return softmax_temperature(lambda t: float(F.cross_entropy(logits / t, idx)))
+        return softmax_temperature(self._logits(emb), idx)
 
     @torch.no_grad()
     def decode(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,

@@ -37,8 +37,7 @@ class Oneof(nn.Module):
     @torch.no_grad()
     def calibrated_temperature(self, emb: torch.Tensor, case: torch.Tensor) -> float:
         """The temperature (>= 1) that fits held-out embeddings and cases best (synth.nn.calibration)."""
-        logits = self.selector(emb).float()
-        return softmax_temperature(lambda t: float(F.cross_entropy(logits / t, case + 1)))
+        return softmax_temperature(self.selector(emb), case + 1)
 
     @torch.no_grad()
     def choose(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synth.nn import rowwise
-from synth.nn.calibration import softmax_temperature
+from synth.nn.calibration import sigmoid_temperature
 from synth.nn.draws import uniform
 
 
@@ -35,8 +35,7 @@ class Presence(nn.Module):
     @torch.no_grad()
     def calibrated_temperature(self, emb: torch.Tensor, present: torch.Tensor) -> float:
         """The temperature (>= 1) that fits held-out embeddings and presence bits best (synth.nn.calibration)."""
-        logit, target = self.head(emb)[:, 0].float(), present.float()
-        return softmax_temperature(lambda t: float(F.binary_cross_entropy_with_logits(logit / t, target)))
+        return sigmoid_temperature(self.head(emb)[:, 0], present)
 
     @torch.no_grad()
     def decide(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,

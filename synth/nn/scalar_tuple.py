@@ -178,12 +178,17 @@ class ScalarTuple(nn.Module):
         # The triangular solve and log-det need fp32 (and have no bf16 kernel): the head runs
         # outside autocast when training in bf16
         with torch.autocast(emb.device.type, enabled=False):
-            emb = emb.float()
-            chol = self.cholesky(emb)
-            resid = (xw - self.dec(emb)).unsqueeze(-1)  # (n, k, 1)
-            white = torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0]  # (n, k)
+            white, chol = self._standardised(emb, xw)
             logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
             return 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
+
+    def _standardised(self, emb: torch.Tensor, xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residuals of whitened targets (n, k) under the Gaussian head, standardised
+        by its Cholesky factor (n, k), and that factor (n, k, k); fp32."""
+        emb = emb.float()
+        chol = self.cholesky(emb)
+        resid = (xw.float() - self.dec(emb)).unsqueeze(-1)  # (n, k, 1)
+        return torch.linalg.solve_triangular(chol, resid, upper=False)[..., 0], chol
 
     @torch.no_grad()
     def calibrated_temperature(self, emb: torch.Tensor, xw: torch.Tensor) -> float:
@@ -192,10 +197,7 @@ class ScalarTuple(nn.Module):
         which has no spread to scale."""
         if self.cfg.likelihood != "gaussian":
             return 1.0
-        emb = emb.float()
-        resid = (xw.float() - self.dec(emb)).unsqueeze(-1)
-        white = torch.linalg.solve_triangular(self.cholesky(emb), resid, upper=False)[..., 0]
-        return gaussian_temperature(white)
+        return gaussian_temperature(self._standardised(emb, xw)[0])
 
     def value_distribution(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder's Gaussian over raw values (over their normal scores under the number
