@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import json_format, message_factory
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from synth.errors import DataError, Violation
@@ -77,7 +77,99 @@ def to_dict(message: Message) -> dict[str, Any]:
     back. Fields at their default value are left out (the standard mapping), and
     64-bit integers are strings, as the mapping requires.
     """
+    plan = _json_plan(message.DESCRIPTOR)
+    if plan is not None:
+        try:
+            return _plain_dict(message, plan)
+        except _NeedsJsonFormat:
+            pass
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+# -- to_dict's fast path ----------------------------------------------------------------
+# json_format walks every field through a Python printer (~5 us for a 9-field address),
+# which a stream of 100,000 records pays on the thread that shares the GIL with the model
+# (docs/benchmarks.md, Performance). Records of plain fields need only ListFields and a
+# rule per field, planned once per message type. Whatever the plan does not cover (enums,
+# bytes, float32, maps, extensions, well-known types, non-finite doubles) goes to
+# json_format, which stays the reference: tests/test_records.py checks both agree.
+_KEEP, _STRING, _DOUBLE, _MESSAGE = range(4)
+_Plan = dict[Any, tuple[str, int, bool]]  # field descriptor -> (name, rule, repeated)
+_PLANS: dict[Any, _Plan | None] = {}
+_PLANNING = object()  # a recursive message type meets itself while its plan is made
+
+
+class _NeedsJsonFormat(Exception):
+    pass
+
+
+def _json_plan(descriptor: Descriptor) -> _Plan | None:
+    """How the fast path writes each field, or None when json_format must write the message.
+
+    Keyed by the field descriptors themselves, so extensions (not in the plan) are noticed."""
+    plan = _PLANS.get(descriptor)
+    if plan is _PLANNING:
+        return {}  # the caller's own plan decides; a recursive field is converted by its type's plan
+    if descriptor in _PLANS:
+        return plan
+    _PLANS[descriptor] = _PLANNING
+    plan = {}
+    if descriptor.full_name.startswith("google.protobuf."):  # well-known types have their own JSON
+        plan = None
+    for field in descriptor.fields if plan is not None else ():
+        rule = _field_rule(field)
+        if rule is None:
+            plan = None
+            break
+        plan[field] = (field.name, rule, field.is_repeated)
+    _PLANS[descriptor] = plan
+    return plan
+
+
+def _field_rule(field: Any) -> int | None:
+    cpp = field.cpp_type
+    if cpp == FieldDescriptor.CPPTYPE_MESSAGE:
+        if field.message_type.GetOptions().map_entry or _json_plan(field.message_type) is None:
+            return None
+        return _MESSAGE
+    if cpp == FieldDescriptor.CPPTYPE_STRING:
+        return None if field.type == FieldDescriptor.TYPE_BYTES else _KEEP
+    if cpp in (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64):
+        return _STRING  # the JSON mapping quotes 64-bit integers
+    if cpp == FieldDescriptor.CPPTYPE_DOUBLE:
+        return _DOUBLE
+    if cpp in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_BOOL):
+        return _KEEP
+    return None  # enums (names, json_name options) and float32 (shortest float32 text)
+
+
+def _plain_dict(message: Message, plan: _Plan) -> dict[str, Any]:
+    out = {}
+    for field, value in message.ListFields():
+        how = plan.get(field)
+        if how is None:
+            raise _NeedsJsonFormat
+        name, rule, repeated = how
+        if repeated:
+            out[name] = [_plain_value(rule, v) for v in value]
+        else:
+            out[name] = value if rule == _KEEP else _plain_value(rule, value)
+    return out
+
+
+def _plain_value(rule: int, value: Any) -> Any:
+    if rule == _KEEP:
+        return value
+    if rule == _DOUBLE:
+        if value - value != 0:  # inf or nan: the mapping writes them as strings
+            raise _NeedsJsonFormat
+        return value
+    if rule == _STRING:
+        return str(value)
+    plan = _json_plan(value.DESCRIPTOR)
+    if plan is None:
+        raise _NeedsJsonFormat
+    return _plain_dict(value, plan)
 
 
 def _from_other_message(record: Message, cls: type[Message], where: str) -> Message:

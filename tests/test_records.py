@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synth.errors import DataError
 from synth.records import message_class_of, to_dict, to_message, to_messages
@@ -143,3 +146,84 @@ def test_to_dict_round_trips(Place):
     assert d["kind"] == "FLAT" and d["big"] == str(2**40) and d["post_code"] == "05401"
     assert to_message(d, Place) == m
     assert to_message(json.dumps(d), Place) == m
+
+
+# -- to_dict's fast path agrees with json_format ------------------------------------------
+MAPPING_PROTO = """
+syntax = "proto3";
+package fast;
+import "google/protobuf/timestamp.proto";
+
+enum Colour { COLOUR_UNSPECIFIED = 0; RED = 1; }
+
+message Point { double x = 1; optional double y = 2; sint64 id = 3; }
+
+message Plain {
+  string s = 1; bool b = 2; int32 i32 = 3; sint32 si32 = 4; uint32 u32 = 5; fixed32 f32 = 6;
+  sfixed32 sf32 = 7; int64 i64 = 8; uint64 u64 = 9; sint64 si64 = 10; fixed64 f64 = 11;
+  sfixed64 sf64 = 12; double d = 13; optional int32 maybe = 14;
+  Point point = 15; repeated Point points = 16; repeated int64 ids = 17; repeated double ds = 18;
+  oneof either { string left = 19; Point right = 20; }
+  Plain child = 21;  // recursive
+}
+
+// Each of these needs json_format for one field.
+message WithEnum { string s = 1; Colour colour = 2; }
+message WithFloat { float f = 1; }
+message WithBytes { bytes raw = 1; }
+message WithMap { map<string, int64> counts = 1; }
+message WithTime { google.protobuf.Timestamp at = 1; }
+message Nested { Plain plain = 1; WithEnum enum_inside = 2; }
+"""
+
+_i32 = st.integers(-2**31, 2**31 - 1)
+_u32 = st.integers(0, 2**32 - 1)
+_i64 = st.integers(-2**63, 2**63 - 1)
+_u64 = st.integers(0, 2**64 - 1)
+_double = st.floats(allow_nan=True, allow_infinity=True)
+_point = st.fixed_dictionaries({}, optional={"x": _double, "y": _double, "id": _i64})
+_plain_fields = {
+    "s": st.text(max_size=8), "b": st.booleans(), "i32": _i32, "si32": _i32, "u32": _u32, "f32": _u32,
+    "sf32": _i32, "i64": _i64, "u64": _u64, "si64": _i64, "f64": _u64, "sf64": _i64, "d": _double,
+    "maybe": _i32, "point": _point, "points": st.lists(_point, max_size=3), "ids": st.lists(_i64, max_size=3),
+    "ds": st.lists(_double, max_size=3), "left": st.text(max_size=4), "right": _point,
+}
+_plain = st.recursive(st.fixed_dictionaries({}, optional=_plain_fields),
+                      lambda inner: st.fixed_dictionaries({}, optional={**_plain_fields, "child": inner}), max_leaves=4)
+
+
+@pytest.fixture(scope="module")
+def mapping_schema():
+    return load_schema(MAPPING_PROTO, "Plain")
+
+
+def _reference(msg):
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=_plain)
+def test_to_dict_matches_json_format_on_plain_messages(mapping_schema, values):
+    msg = mapping_schema.message_class(**values)  # python values: doubles may be inf or nan
+    # json.dumps compares key order and number text too, as a response body would show them
+    assert json.dumps(to_dict(msg)) == json.dumps(_reference(msg))
+
+
+def test_to_dict_fast_path_needs_no_json_format(mapping_schema, monkeypatch):
+    Plain = mapping_schema.message_class
+    msg = Plain(s="a", i64=-5, u64=2**64 - 1, d=0.1, point={"x": 1.5}, ids=[1, 2], child={"b": True, "maybe": 0})
+    want = _reference(msg)
+    monkeypatch.setattr(json_format, "MessageToDict", lambda *a, **k: pytest.fail("fell back to json_format"))
+    assert to_dict(msg) == want == {"s": "a", "i64": "-5", "u64": str(2**64 - 1), "d": 0.1, "point": {"x": 1.5},
+                                    "ids": ["1", "2"], "child": {"b": True, "maybe": 0}}
+
+
+@pytest.mark.parametrize("name, values", [
+    ("WithEnum", {"s": "x", "colour": 1}), ("WithEnum", {"colour": 7}), ("WithFloat", {"f": 0.1}),
+    ("WithBytes", {"raw": b"\x00\xff"}), ("WithMap", {"counts": {"a": 3}}), ("WithTime", {"at": {"seconds": 5}}),
+    ("Nested", {"plain": {"d": 1.0}, "enum_inside": {"colour": 1}}), ("Plain", {"d": float("nan")}),
+    ("Plain", {"point": {"y": float("-inf")}}),
+])
+def test_to_dict_falls_back_to_json_format_where_the_mapping_needs_it(name, values):
+    msg = load_schema(MAPPING_PROTO, name).message_class(**values)
+    assert json.dumps(to_dict(msg)) == json.dumps(_reference(msg))

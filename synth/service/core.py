@@ -12,6 +12,7 @@ import logging
 import math
 import secrets
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -30,6 +31,7 @@ from synth.service.types import Caller, Interpolation, JobRequest, JobStatus, La
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**63 - 1
+STREAM_AHEAD = 3  # chunks a stream keeps queued beyond the one being written
 
 
 # ----------------------------------------------------------------------------- the service
@@ -146,16 +148,19 @@ class SynthService:
         first = chunk(0).result() if sizes else []
 
         def generate() -> Iterator[list[Message]]:
-            # One chunk ahead: the model thread makes chunk k+1 while the transport writes chunk k.
-            ahead = None
+            # STREAM_AHEAD chunks queued on the model thread while the transport writes the
+            # current one, so the model thread never waits for the transport between chunks.
+            ahead: deque[Future] = deque()
+            queued = 1  # chunks handed to the model thread so far (chunk 0 is `first`)
             try:
                 for k in range(len(sizes)):
-                    current = first if k == 0 else ahead.result()
-                    ahead = chunk(k + 1) if k + 1 < len(sizes) else None
-                    yield current
+                    while len(ahead) < STREAM_AHEAD and queued < len(sizes):
+                        ahead.append(chunk(queued))
+                        queued += 1
+                    yield first if k == 0 else ahead.popleft().result()
             finally:
-                if ahead is not None:
-                    ahead.cancel()  # the client went away: do not make a chunk nobody reads
+                for future in ahead:
+                    future.cancel()  # the client went away: do not make chunks nobody reads
 
         return generate()
 
