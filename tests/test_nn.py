@@ -236,3 +236,48 @@ def test_model_config_defaults_are_the_papers():
     assert (cfg.whitening_decay, cfg.whitening_eps) == (0.999, 1e-5)
     assert cfg.share_strings
     assert cfg.gru() == GRUConfig(alpha=3.0, cap=6.0, candidate="celu")
+
+
+# -- categorical draws ---------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [1024, 1500, 2049])  # whole blocks, and a short last block
+def test_large_vocabulary_draws_follow_the_softmax(k):
+    """The two-level inverse CDF (large vocabularies on the CPU) draws from softmax(logits / t):
+    a chi-square test over 60,000 draws, and never a class of probability zero."""
+    from scipy import stats
+
+    from synth.nn.draws import BLOCKED_MIN_CLASSES, softmax_draw
+
+    assert k >= BLOCKED_MIN_CLASSES
+    logits = torch.randn(k) * 1.5
+    logits[::5] = -math.inf  # blocked classes, including the first and (k=2049) the lone last one
+    logits[-1] = -math.inf
+    n = 60_000
+    got = softmax_draw(logits.expand(n, k).contiguous(), 0.7, False, torch.Generator().manual_seed(k))
+    counts = torch.bincount(got, minlength=k).double()
+    p = F.softmax(logits.double() / 0.7, -1)
+    assert counts[p == 0].sum() == 0
+    # pool rare classes so every expected count is at least 5
+    order = torch.argsort(p, descending=True)
+    expected, observed = p[order] * n, counts[order]
+    cut = int((expected >= 5).sum())
+    exp_bins = torch.cat([expected[:cut], expected[cut:].sum(0, keepdim=True)])
+    obs_bins = torch.cat([observed[:cut], observed[cut:].sum(0, keepdim=True)])
+    assert stats.chisquare(obs_bins.numpy(), exp_bins.numpy()).pvalue > 1e-3
+
+
+def test_large_vocabulary_draw_is_the_same_whatever_the_batch():
+    """A row's draw depends on its logits and its uniform only, not on the rows beside it."""
+    from synth.nn.draws import softmax_draw
+
+    logits = torch.randn(300, 5000) * 2
+    whole = softmax_draw(logits, 1.0, False, torch.Generator().manual_seed(3))
+    for rows in (slice(0, 1), slice(7, 40), slice(40, 300)):
+        gen = torch.Generator()
+        gen.set_state(_generator_after(rows.start, 3))  # the uniforms of the rows before are used up
+        assert torch.equal(softmax_draw(logits[rows], 1.0, False, gen), whole[rows])
+
+
+def _generator_after(draws: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    torch.rand(draws, generator=gen)
+    return gen.get_state()
