@@ -101,6 +101,25 @@ def test_worker_respects_the_row_cap_and_runs_other_calls(places):
         worker.close()
 
 
+def test_then_runs_on_the_model_thread_for_merged_and_plain_requests(places):
+    """Streams convert their chunks with `then` where the chunks are made: on the model thread."""
+    worker = ModelWorker(BatchConfig(window_ms=200, max_rows=64))
+
+    def then(records):
+        return threading.current_thread().name, wire(records)
+
+    try:
+        requests = [(2, 1), (3, 2), (EXACT_ROWS + 5, 3)]  # two that merge, one too big to merge
+        got = concurrently(lambda n, s: worker.sample_future(places, n, s, then=then).result(), requests)
+        assert got == [("synth-model", wire(places.sample(n, seed=s))) for n, s in requests]
+        assert worker.merged >= 2
+        failing = worker.sample_future(places, 1, 9, then=lambda records: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failing.result()
+    finally:
+        worker.close()
+
+
 def test_rest_api_gives_the_same_records_under_concurrency(tmp_path):
     from synth.server.rest.app import create_app
 

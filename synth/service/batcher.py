@@ -50,6 +50,10 @@ class _Sample:
     greedy: bool
     future: Future
     arrived: float
+    then: Callable[[list], Any] | None = None  # applied to the records on the model thread
+
+    def finish(self, records: list) -> Any:
+        return self.then(records) if self.then is not None else records
 
     def key(self) -> tuple:
         return (id(self.model), self.temperature, self.greedy)
@@ -90,15 +94,17 @@ class ModelWorker:
         return self.sample_future(model, n, seed, temperature, greedy).result()
 
     def sample_future(self, model: Any, n: int, seed: int, temperature: float | None = None,
-                      greedy: bool = False) -> Future:
-        """Like `sample`, without waiting (streams ask for their next chunk ahead)."""
+                      greedy: bool = False, then: Callable[[list], Any] | None = None) -> Future:
+        """Like `sample`, without waiting (streams ask for their next chunk ahead). With `then`,
+        the future holds then(records), computed on the model thread."""
         from synth.model import EXACT_ROWS
 
+        item = _Sample(model, n, seed, temperature, greedy, Future(), time.monotonic(), then)
         if self.cfg.window_ms <= 0 or not 0 < n <= EXACT_ROWS:
-            return self.submit(lambda: model.sample(n, seed=seed, temperature=temperature, greedy=greedy))
-        future: Future = Future()
-        self._put(_Sample(model, n, seed, temperature, greedy, future, time.monotonic()))
-        return future
+            return self.submit(lambda: item.finish(model.sample(n, seed=seed, temperature=temperature,
+                                                                greedy=greedy)))
+        self._put(item)
+        return item.future
 
     def close(self) -> None:
         self._closed = True
@@ -163,10 +169,11 @@ class ModelWorker:
         except Exception:  # noqa: BLE001 - one request's problem must not fail the others: run each alone
             log.debug("merged sample failed; running its %d requests one by one", len(batch), exc_info=True)
             for s in batch:
-                _settle(s.future, lambda s=s: s.model.sample_many([(s.n, s.seed)], s.temperature, s.greedy)[0])
+                _settle(s.future, lambda s=s: s.finish(s.model.sample_many([(s.n, s.seed)], s.temperature,
+                                                                           s.greedy)[0]))
             return
         for s, records in zip(batch, results):
-            s.future.set_result(records)
+            _settle(s.future, lambda s=s, records=records: s.finish(records))
 
 
 def _settle(future: Future, fn: Callable[[], Any]) -> None:

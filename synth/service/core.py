@@ -119,13 +119,19 @@ class SynthService:
         return [r for chunk in self.sample_chunks(name, n, seed, temperature, greedy, where) for r in chunk]
 
     def sample_chunks(self, name: str, n: int, seed: int | None = None, temperature: float | None = None,
-                      greedy: bool = False, where: dict[str, Any] | None = None) -> Iterator[list[Message]]:
+                      greedy: bool = False, where: dict[str, Any] | None = None,
+                      convert: Callable[[list[Message]], Any] | None = None) -> Iterator[Any]:
         """n records in chunks of `sample_chunk`, for streaming.
 
         Arguments and the first chunk are checked before this returns, so a bad
         request fails before a transport has committed to a streamed response.
         Chunk k uses a seed derived from (seed, k); chunk 0 uses the seed itself, so
         up to one chunk equals `Model.sample(n, seed=seed)`.
+
+        `convert` turns each chunk into what the transport sends (wire messages, bytes),
+        on the model thread right after the chunk is made. Converting on the transport's
+        thread instead holds the GIL while the model thread waits for it between torch
+        ops: a gRPC stream of JSON records ran at about 83% of the same stream in binary.
         """
         self._check_count("n", n, self.limits.max_sample_stream)
         temperature = self._temperature(temperature)
@@ -140,14 +146,15 @@ class SynthService:
         def chunk(k: int) -> Future:
             seed_k, m = _chunk_seed(base, k), sizes[k]
             if not where:  # small requests may be merged with others (same records either way)
-                return self.worker.sample_future(model, m, seed_k, temperature, greedy)
+                return self.worker.sample_future(model, m, seed_k, temperature, greedy, then=convert)
             # conditional sampling; the model checks the field paths
-            return self.worker.submit(lambda: model.sample(m, seed=seed_k, temperature=temperature,
-                                                           greedy=greedy, where=where))
+            finish = convert or (lambda records: records)
+            return self.worker.submit(lambda: finish(model.sample(m, seed=seed_k, temperature=temperature,
+                                                                  greedy=greedy, where=where)))
 
         first = chunk(0).result() if sizes else []
 
-        def generate() -> Iterator[list[Message]]:
+        def generate() -> Iterator[Any]:
             # STREAM_AHEAD chunks queued on the model thread while the transport writes the
             # current one, so the model thread never waits for the transport between chunks.
             ahead: deque[Future] = deque()

@@ -112,14 +112,16 @@ class SynthesizerServicer(pb_grpc.SynthesizerServicer):
 
     def Sample(self, request: pb.SampleRequest, context: grpc.ServicerContext) -> Iterator[pb.SampleResponse]:
         where = from_struct(request.where) if request.HasField("where") else None
+        fmt = request.format
         chunks = self.service.sample_chunks(
             request.model, request.n, seed=_optional(request, "seed"),
-            temperature=_optional(request, "temperature"), greedy=request.greedy, where=where)
+            temperature=_optional(request, "temperature"), greedy=request.greedy, where=where,
+            convert=lambda records: pb.SampleResponse(records=records_out(records, fmt)))
         stop = _stop_event(context)
-        for chunk in chunks:
+        for response in chunks:
             if stop.is_set():
                 return
-            yield pb.SampleResponse(records=records_out(chunk, request.format))
+            yield response
 
     def Encode(self, request: pb.EncodeRequest, context: grpc.ServicerContext) -> pb.EncodeResponse:
         latents = self.service.encode(request.model, [record_in(r) for r in request.records])

@@ -6,7 +6,7 @@ reads back with the contract's `*_from_json`: one JSON shape, declared once.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf.message import Message
@@ -28,10 +28,9 @@ def records_out(messages: Iterable[Message]) -> list[dict[str, Any]]:
     return [to_dict(m) for m in messages]
 
 
-def ndjson_lines(chunks: Iterable[list[Message]]) -> Iterator[bytes]:
-    """One JSON record per line; chunk by chunk, so memory stays at one chunk."""
-    for chunk in chunks:
-        yield "".join(json.dumps(to_dict(m), separators=(",", ":")) + "\n" for m in chunk).encode()
+def ndjson_chunk(chunk: list[Message]) -> bytes:
+    """A chunk of records as NDJSON: one JSON record per line."""
+    return "".join(json.dumps(to_dict(m), separators=(",", ":")) + "\n" for m in chunk).encode()
 
 
 def job_out(job: Job) -> dict[str, Any]:

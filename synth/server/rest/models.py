@@ -60,11 +60,12 @@ def sample(name: ModelName, body: SampleIn, service: ServiceDep, admission: Admi
         slot = admission.open_stream(client_key(caller.id if caller else None, host),  # 429 before any work
                                      counted=body.n > service.limits.sample_chunk)  # one chunk: like unary
         try:
-            chunks = service.sample_chunks(name, body.n, **args)  # checks the request and makes chunk 0
+            # checks the request and makes chunk 0; each chunk's lines are written on the model thread
+            lines = service.sample_chunks(name, body.n, convert=convert.ndjson_chunk, **args)
         except BaseException:
             slot.release()
             raise
-        return StreamingResponse(guarded_lines(convert.ndjson_lines(chunks), slot), media_type=NDJSON)
+        return StreamingResponse(guarded_lines(lines, slot), media_type=NDJSON)
     if CSV in wants:
         return Response(service.sample_text(name, body.n, "csv", **args), media_type=f"{CSV}; charset=utf-8")
     return {"records": convert.records_out(service.sample(name, body.n, **args))}
