@@ -17,6 +17,7 @@ import torch
 
 from conftest_server import PLACE_PROTO, build_models_dir, place_records, start_http
 from synth import store
+from synth.errors import InvalidArgument
 from synth.model import EXACT_ROWS, Model
 from synth.model_config import ModelConfig
 from synth.records import to_dict
@@ -84,6 +85,23 @@ def test_service_merges_concurrent_requests_and_keeps_seeds(bundled, tmp_path):
         got = concurrently(lambda n, s: wire(service.sample("vermont-address", n, seed=s)), REQUESTS)
         assert service.worker.merged >= 2  # some requests really ran together
         assert got == [wire(model.sample(n, seed=s)) for n, s in REQUESTS]
+    finally:
+        service.close()
+
+
+def test_sample_future_never_blocks_and_gives_the_records_of_sample(tmp_path):
+    """The async REST path's call: None until the model is loaded (or for more than one chunk),
+    then a future of the same records as `sample`, converted on the model thread."""
+    service = SynthService(ModelRegistry(tmp_path))
+    try:
+        assert service.sample_future("vermont-address", 3, seed=5) is None  # not loaded: nothing read
+        assert service.registry.loaded("vermont-address") is None
+        want = wire(service.sample("vermont-address", 3, seed=5))  # loads it
+        future = service.sample_future("vermont-address", 3, seed=5, convert=wire)
+        assert future is not None and future.result() == want
+        assert service.sample_future("vermont-address", service.limits.sample_chunk + 1, seed=5) is None
+        with pytest.raises(InvalidArgument):
+            service.sample_future("vermont-address", 3, temperature=-1.0)
     finally:
         service.close()
 

@@ -118,6 +118,20 @@ class SynthService:
         self._check_count("n", n, self.limits.max_sample, hint="stream the records instead")
         return [r for chunk in self.sample_chunks(name, n, seed, temperature, greedy, where) for r in chunk]
 
+    def sample_future(self, name: str, n: int, seed: int | None = None, temperature: float | None = None,
+                      greedy: bool = False, convert: Callable[[list[Message]], Any] | None = None) -> Future | None:
+        """`sample` without blocking, for an async transport: a future of convert(records), made on
+        the model thread. None where answering would block the caller: the model is not loaded
+        yet, or n is more than one chunk (use `sample`). The same records as `sample`.
+        """
+        self._check_count("n", n, self.limits.max_sample, hint="stream the records instead")
+        temperature = self._temperature(temperature)
+        base = _seed(seed) if seed is not None else secrets.randbits(63)
+        model = self.registry.loaded(name)
+        if model is None or n > self.limits.sample_chunk:
+            return None
+        return self.worker.sample_future(model, n, base, temperature, greedy, then=convert)
+
     def sample_chunks(self, name: str, n: int, seed: int | None = None, temperature: float | None = None,
                       greedy: bool = False, where: dict[str, Any] | None = None,
                       convert: Callable[[list[Message]], Any] | None = None) -> Iterator[Any]:

@@ -162,6 +162,16 @@ class ModelRegistry:
     def schema(self, name: str) -> LoadedSchema:
         return self._entry(name).schema
 
+    def loaded(self, name: str) -> Model | None:
+        """The model when it is loaded and its files unchanged, else None. Never reads or loads
+        anything (a stat at most), for callers that must not block: the async REST path."""
+        check_name(name)
+        with self._lock:
+            entry = self._entries.get(name)
+        if entry is None or entry.model is None or self._locate(name) != (entry.path, entry.source):
+            return None
+        return entry.model if (entry.path / store.MANIFEST).stat().st_mtime == entry.mtime else None
+
     def model(self, name: str) -> Model:
         """The loaded model (lazily, once: concurrent first requests wait for one load)."""
         entry = self._entry(name)

@@ -13,7 +13,7 @@ from synth.service import Caller, SynthService
 OPEN = AccessPolicy()  # no tokens: every call allowed
 
 
-def get_service(request: Request) -> SynthService:
+async def get_service(request: Request) -> SynthService:
     """The service the app was built with (`create_app(service)`); no module globals."""
     return request.app.state.service
 
@@ -21,7 +21,7 @@ def get_service(request: Request) -> SynthService:
 ServiceDep = Annotated[SynthService, Depends(get_service)]
 
 
-def get_admission(request: Request) -> Admission:
+async def get_admission(request: Request) -> Admission:
     """Stream bounds, deadlines and draining of this app (`create_app(admission=...)`)."""
     return request.app.state.admission
 
@@ -39,12 +39,12 @@ def _policy(request: Request) -> AccessPolicy:
     return getattr(request.app.state, "access", None) or OPEN
 
 
-def read_access(request: Request, credentials: Credentials) -> Caller | None:
+async def read_access(request: Request, credentials: Credentials) -> Caller | None:
     """Reads need a valid token when the server has tokens, unless it runs with `--public-read`."""
     return _policy(request).authenticate(credentials.credentials if credentials else None, write=False)
 
 
-def write_access(request: Request, credentials: Credentials) -> Caller | None:
+async def write_access(request: Request, credentials: Credentials) -> Caller | None:
     """Creating and cancelling jobs always need a valid token when the server has tokens."""
     return _policy(request).authenticate(credentials.credentials if credentials else None, write=True)
 

@@ -2,16 +2,22 @@
 
 Endpoints are plain `def`: FastAPI runs them in its threadpool, so the blocking
 model calls never stall the event loop (fastapi-best-practices, "Async Routes").
+The exception is `:sample`'s unary JSON path, which awaits the model thread's future
+(`SynthService.sample_future`) instead of holding a threadpool thread while it waits.
 """
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from typing import Annotated, Any
+
+import anyio
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response, StreamingResponse
 
-from synth.server.admission import client_key
-from synth.service import ModelInfo  # the contract's type
+from synth.server.admission import Admission, client_key
+from synth.service import Caller, ModelInfo, SynthService  # ModelInfo: the contract's type
 from synth.server.rest import convert
 from synth.server.rest.deps import AdmissionDep, ReadCaller, ServiceDep, WriteCaller, read_access
 from synth.server.rest.streaming import guarded_lines
@@ -48,13 +54,27 @@ def delete_model(name: ModelName, service: ServiceDep, caller: WriteCaller) -> d
 @router.post("/{name}:sample", response_model=RecordsOut, responses={200: {"content": {
     NDJSON: {"schema": {"type": "string"}, "example": '{"city":"Burlington"}\n'},
     CSV: {"schema": {"type": "string"}}}}})
-def sample(name: ModelName, body: SampleIn, service: ServiceDep, admission: AdmissionDep, caller: ReadCaller,
-           request: Request, accept: Annotated[str | None, Header()] = None) -> Any:
+async def sample(name: ModelName, body: SampleIn, service: ServiceDep, admission: AdmissionDep, caller: ReadCaller,
+                 request: Request, accept: Annotated[str | None, Header()] = None) -> Any:
     """`n` fake records. `Accept: application/x-ndjson` streams one record per line (up to the
     stream limit; a stream beyond the server's stream bounds is 429); `Accept: text/csv` returns a
     CSV file."""
-    args = dict(seed=body.seed, temperature=body.temperature, greedy=body.greedy, where=body.where)
     wants = (accept or "").lower()
+    if NDJSON not in wants and CSV not in wants and not body.where:
+        # Unary JSON, the common small request: awaited here, so no threadpool thread waits on the
+        # model thread and the records are converted there (docs/service.md, micro-batching).
+        future = service.sample_future(name, body.n, seed=body.seed, temperature=body.temperature,
+                                       greedy=body.greedy, convert=convert.records_out)
+        if future is not None:
+            return {"records": await asyncio.wrap_future(future)}
+    return await anyio.to_thread.run_sync(
+        partial(_sample_blocking, name, body, wants, service, admission, caller, request))
+
+
+def _sample_blocking(name: str, body: SampleIn, wants: str, service: SynthService, admission: Admission,
+                     caller: Caller | None, request: Request) -> Any:
+    """Streams, CSV, `where`, a model still to load and more than one chunk: in the threadpool."""
+    args = dict(seed=body.seed, temperature=body.temperature, greedy=body.greedy, where=body.where)
     if NDJSON in wants:
         host = request.client.host if request.client else None
         slot = admission.open_stream(client_key(caller.id if caller else None, host),  # 429 before any work
