@@ -161,3 +161,33 @@ def test_library_errors_exit_2(capsys, tmp_path, model_dir):
     recs.write_text(json.dumps({"lat": 1.0}) + "\n" + json.dumps({"nope": 1}) + "\n")
     code, _, err = run(capsys, "encode", model_dir, "-i", recs)
     assert code == 2 and "record[1]" in err
+
+
+def test_unshared_message_modules_train_and_sample_a_recursive_schema(capsys, tmp_path):
+    """`share_message_modules = false` gives every message path its own Tuple. A repeated message
+    inside a message used to take its Sequence's key, and training or sampling failed."""
+    from schemas import RECURSIVE_PROTO
+
+    proto = tmp_path / "tree.proto"
+    proto.write_text(RECURSIVE_PROTO)
+    rows = [{"name": "a", "weight": 2, "parent": {"name": "p", "children": [{"name": "c1"}, {"name": "c2"}]},
+             "children": [{"name": "k", "children": [{"name": "g"}]}]}, {"name": "b", "weight": 1}] * 8
+    data = tmp_path / "trees.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("[model]\nlatent_dim = 16\nchar_dim = 8\nshare_message_modules = false\n"
+                   "[train]\nsteps = 3\nbatch_size = 8\n[train.tune]\nenabled = false\n")
+    code, _, err = run(capsys, "train", proto, "--message", "TreeNode", "--data", data, "--config", cfg,
+                       "--out", tmp_path / "model", "--device", "cpu")
+    assert code == 0, err
+    code, out, err = run(capsys, "sample", tmp_path / "model", "-n", "50", "--seed", "1")
+    assert code == 0, err
+    samples = [json.loads(line) for line in out.splitlines()]
+    assert len(samples) == 50
+    code, out, err = run(capsys, "inspect", proto, "--message", "TreeNode", "--config", cfg)
+    assert code == 0, err
+    lines = out.splitlines()
+    sequences = [ln for ln in lines if "Sequence(repeated" in ln]
+    assert len(sequences) == 3  # children, children[].children, parent.children
+    assert len({ln.split("[")[-1].split(",", 1)[1] for ln in sequences}) == 1  # all the same Sequence size
+    assert not any("Tuple(" in ln and "shared" in ln for ln in lines)  # no message module is shared

@@ -17,6 +17,9 @@ from synth.nn.sequence import Sequence
 from synth.schema.tree import FieldNode
 
 
+SEQUENCE_SUFFIX = "seq"  # the Sequence's key when the element Tuple already holds `field[]`
+
+
 @dataclass
 class SequenceNode(Node):
     field: FieldNode
@@ -26,7 +29,14 @@ class SequenceNode(Node):
 
 def compile_sequence(c, f: FieldNode, element: Node, key: str, stat_key: str) -> SequenceNode:
     """A repeated or map field over `element`; `key` is the field's module key."""
-    seq = c.module(key + "[]", lambda: Sequence(c.cfg.latent_dim, c.cfg.gru()))
+    seq_key = key + "[]"
+    taken = c.modules.get(seq_key.replace(".", ":"))
+    if taken is not None and not isinstance(taken, Sequence):
+        # Without shared message modules a nested repeated message's element Tuple is keyed by
+        # its path, `parent.field[]`, which is this key: such models never trained, so no saved
+        # artifact holds the key this picks instead.
+        seq_key = key + "[]" + SEQUENCE_SUFFIX
+    seq = c.module(seq_key, lambda: Sequence(c.cfg.latent_dim, c.cfg.gru()))
     return SequenceNode(f.path, seq, f, element, c.seq_len(stat_key))
 
 
