@@ -191,3 +191,29 @@ def test_unshared_message_modules_train_and_sample_a_recursive_schema(capsys, tm
     assert len(sequences) == 3  # children, children[].children, parent.children
     assert len({ln.split("[")[-1].split(",", 1)[1] for ln in sequences}) == 1  # all the same Sequence size
     assert not any("Tuple(" in ln and "shared" in ln for ln in lines)  # no message module is shared
+
+
+def test_generated_float32_extremes_cross_json_lines(capsys, tmp_path):
+    """A `float` field trained on values at FLT_MAX and sampled hot is clamped to float32's range;
+    FLT_MAX itself would print as 3.4028235e+38, which protobuf's JSON parser refuses."""
+    FLT_MAX = 3.4028234663852886e38
+    proto = tmp_path / "f.proto"
+    proto.write_text('syntax = "proto3";\nmessage F { float f = 1; string tag = 2; }\n')
+    data = tmp_path / "f.jsonl"
+    data.write_text("".join(json.dumps({"f": v, "tag": t}) + "\n"
+                            for v, t in [(FLT_MAX, "hi"), (-FLT_MAX, "lo"), (1e38, "mid"), (-2e38, "x")] * 4))
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("[model]\nlatent_dim = 8\nchar_dim = 4\n[train]\nsteps = 2\nbatch_size = 8\n"
+                   "[train.tune]\nenabled = false\n")
+    code, _, err = run(capsys, "train", proto, "--message", "F", "--data", data, "--config", cfg,
+                       "--out", tmp_path / "model", "--device", "cpu")
+    assert code == 0, err
+    out_file = tmp_path / "samples.jsonl"
+    code, _, err = run(capsys, "sample", tmp_path / "model", "-n", "400", "--seed", "3", "--temperature", "50",
+                       "--out", out_file)
+    assert code == 0, err
+    from synth.schema.loader import load_schema
+
+    values = [m.f for m in read_records(out_file, load_schema(proto.read_text(), "F").message_class).records]
+    assert len(values) == 400
+    assert max(abs(v) for v in values) > 3.40282e38  # some draws did reach the clamp
