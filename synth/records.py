@@ -10,6 +10,7 @@ and carries protobuf's own explanation, which names the offending field.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -195,8 +196,50 @@ def _from_dict(data: Any, cls: type[Message], where: str) -> Message:
         raise _error(cls, where, f"expected a JSON object, got {_json_kind(data)}")
     try:
         return json_format.ParseDict(data, cls())
-    except (json_format.ParseError, ValueError, TypeError, AttributeError) as e:
+    except json_format.ParseError as e:
+        if "Float value too" in str(e) and _round_float32_edges(data, cls.DESCRIPTOR):  # large / small
+            return _from_dict(data, cls, where)
         raise _error(cls, where, str(e)) from e
+    except (ValueError, TypeError, AttributeError) as e:
+        raise _error(cls, where, str(e)) from e
+
+
+# protobuf writes a float32 by its shortest text, so FLT_MAX becomes 3.4028235e+38, which is
+# above FLT_MAX as a double, and its own JSON parser refuses it ("Float value too large").
+# Values that round to +-FLT_MAX in float32 are set to it, so every float crosses JSON Lines.
+_FLT_MAX = 3.4028234663852886e38
+_FLT_ROUNDING_LIMIT = 3.4028235677973366e38  # (FLT_MAX + the next float32 step) / 2: the float32 rounding edge
+
+
+def _round_float32_edges(data: Any, descriptor: Descriptor) -> bool:
+    """Set float fields just above FLT_MAX to +-FLT_MAX, in place, through nested messages,
+    lists and maps; True when anything changed."""
+    changed = False
+    for key, value in list(data.items()) if isinstance(data, dict) else ():
+        field = descriptor.fields_by_name.get(key) or _by_json_name(descriptor, key)
+        if field is None:
+            continue
+        target = field.message_type
+        if target is not None and target.GetOptions().map_entry:
+            field, target = target.fields_by_name["value"], target.fields_by_name["value"].message_type
+            items = list(value.items()) if isinstance(value, dict) else []
+            container = value
+        elif isinstance(value, list):
+            items, container = list(enumerate(value)), value
+        else:
+            items, container = [(key, value)], data
+        for k, v in items:
+            if target is not None:
+                changed |= _round_float32_edges(v, target)
+            elif (field.type == FieldDescriptor.TYPE_FLOAT and isinstance(v, (int, float))
+                  and not isinstance(v, bool) and _FLT_MAX < abs(v) < _FLT_ROUNDING_LIMIT):
+                container[k] = math.copysign(_FLT_MAX, v)
+                changed = True
+    return changed
+
+
+def _by_json_name(descriptor: Descriptor, name: str) -> Any:
+    return next((f for f in descriptor.fields if f.json_name == name), None)
 
 
 def _json_kind(value: Any) -> str:

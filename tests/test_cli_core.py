@@ -194,8 +194,8 @@ def test_unshared_message_modules_train_and_sample_a_recursive_schema(capsys, tm
 
 
 def test_generated_float32_extremes_cross_json_lines(capsys, tmp_path):
-    """A `float` field trained on values at FLT_MAX and sampled hot is clamped to float32's range;
-    FLT_MAX itself would print as 3.4028235e+38, which protobuf's JSON parser refuses."""
+    """A `float` field trained on values at FLT_MAX and sampled hot reaches FLT_MAX, which protobuf
+    writes as 3.4028235e+38 and its own JSON parser refuses; the records are read back all the same."""
     FLT_MAX = 3.4028234663852886e38
     proto = tmp_path / "f.proto"
     proto.write_text('syntax = "proto3";\nmessage F { float f = 1; string tag = 2; }\n')

@@ -227,3 +227,28 @@ def test_to_dict_fast_path_needs_no_json_format(mapping_schema, monkeypatch):
 def test_to_dict_falls_back_to_json_format_where_the_mapping_needs_it(name, values):
     msg = load_schema(MAPPING_PROTO, name).message_class(**values)
     assert json.dumps(to_dict(msg)) == json.dumps(_reference(msg))
+
+
+FLOATS_PROTO = """
+syntax = "proto3";
+package f32;
+message Inner { float f = 1; }
+message Outer { float f = 1; repeated float fs = 2; Inner inner = 3; repeated Inner inners = 4; map<string, float> m = 5;
+                map<string, Inner> mi = 6; double d = 7; }
+"""
+
+
+def test_float32_written_at_flt_max_reads_back():
+    """protobuf writes FLT_MAX as 3.4028235e+38 and refuses it when parsing; we read it as FLT_MAX
+    wherever the float sits, and a value beyond float32's rounding is still refused."""
+    Outer = load_schema(FLOATS_PROTO, "Outer").message_class
+    flt_max = 3.4028234663852886e38
+    msg = Outer(f=flt_max, fs=[-flt_max, 1.5], inner={"f": -flt_max}, inners=[{"f": flt_max}],
+                m={"a": flt_max}, mi={"b": {"f": -flt_max}}, d=3.5e38)
+    text = json.dumps(to_dict(msg))
+    assert "3.4028235e+38" in text
+    with pytest.raises(json_format.ParseError):
+        json_format.Parse(text, Outer())  # protobuf's own parser
+    assert to_message(text, Outer) == msg
+    with pytest.raises(DataError, match="Float value too large"):
+        to_message({"f": 3.5e38}, Outer)

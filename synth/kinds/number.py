@@ -16,7 +16,7 @@ import torch
 from synth.batch import tensor
 from synth.kinds.base import Kind, Node, non_finite, register
 from synth.nn.scalar_tuple import ScalarTuple, ScalarTupleConfig
-from synth.schema.tree import FLOAT32_JSON_MAX, FieldNode
+from synth.schema.tree import FLOAT32_MAX, FieldNode
 from synth.value_grid import dequantization_noise
 
 
@@ -36,7 +36,7 @@ def clamp_number(f: FieldNode, x: float) -> int | float:
 def clamp_numbers(f: FieldNode, x: np.ndarray) -> list:
     """Generated numbers rounded/clamped to fit the field's type, as Python ints or floats:
     ints rounded half to even and clamped to the type's range (NaN -> 0), floats with NaN
-    -> 0.0 and `float` fields clamped to float32's range (to FLOAT32_JSON_MAX: JSON-safe)."""
+    -> 0.0 and `float` fields clamped to float32's range."""
     x = np.asarray(x, dtype=np.float64)
     if f.int_range is not None:
         lo, hi = f.int_range
@@ -46,7 +46,7 @@ def clamp_numbers(f: FieldNode, x: np.ndarray) -> list:
         return [lo if v < lo else hi if v > hi else int(v) for v in r.tolist()]
     x = np.where(np.isnan(x), 0.0, x)
     if f.type == "float":
-        x = np.clip(x, -FLOAT32_JSON_MAX, FLOAT32_JSON_MAX)
+        x = np.clip(x, -FLOAT32_MAX, FLOAT32_MAX)
     return x.tolist()
 
 

@@ -38,10 +38,6 @@ INT_RANGES = {
 }
 # float is single precision on the wire: decoded values are clamped to its finite range.
 FLOAT32_MAX = 3.4028234663852886e38
-# The float32 just below FLT_MAX. protobuf's JSON writer prints FLT_MAX as 3.4028235e+38 (its
-# shortest float32 text), which is above FLT_MAX as a double, and its own parser refuses that;
-# generated values stop here so that every record crosses JSON Lines.
-FLOAT32_JSON_MAX = 3.4028232635611926e38
 
 
 @dataclass(frozen=True)
