@@ -335,3 +335,25 @@ def test_policy_rules():
     assert [bearer_token(v) for v in ("Bearer abc", "bearer  abc ", "Basic abc", "Bearer", None)] == \
         ["abc", "abc", None, None, None]
     assert parse_tokens(f"admin:{ADMIN}", "x") == ([(ADMIN, True)], [])
+
+
+def test_an_upload_without_a_valid_token_is_refused_before_its_body_is_read(secured):
+    """The headers of a 60 MB upload are sent and its body is not: the 401 comes at once, so an
+    unauthenticated client cannot make the server receive and spool an upload."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(secured["strict"].http_url)
+    for auth in ("", f"authorization: Bearer {WRONG}\r\n"):
+        with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+            s.sendall((f"POST /v1/jobs HTTP/1.1\r\nhost: {u.hostname}\r\n{auth}"
+                       "content-type: multipart/form-data; boundary=xyz\r\n"
+                       f"content-length: {60 << 20}\r\n\r\n--xyz\r\n").encode())
+            s.settimeout(10)  # without the gate the server waits for the rest of the body
+            chunks = [s.recv(65536)]
+            while chunks[-1]:  # the answer says `connection: close`
+                chunks.append(s.recv(65536))
+            head = b"".join(chunks).decode("latin-1")
+        assert head.startswith("HTTP/1.1 401"), head
+        assert "www-authenticate: bearer" in head.lower()
+        assert '"unauthenticated"' in head

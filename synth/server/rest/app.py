@@ -29,6 +29,7 @@ from synth.server.rest import jobs, models, openapi, web
 from synth.server.rest.deadline import DeadlineMiddleware
 from synth.server.rest.guard import ErrorGuardMiddleware
 from synth.server.rest.limits import BodyLimitMiddleware
+from synth.server.rest.upload_auth import UploadAuthMiddleware
 from synth.server.rest.schemas import Health
 from synth.service import SynthService
 from synth_contract.errors import BY_CODE
@@ -68,6 +69,7 @@ def create_app(service: SynthService, preload: Sequence[str] = (), access: Acces
     app.state.admission = admission = admission or Admission()
     app.add_middleware(ErrorGuardMiddleware)  # a bug is a 500 that keeps the connection (guard.py)
     app.add_middleware(BodyLimitMiddleware, max_bytes=service.limits.max_upload_bytes)
+    app.add_middleware(UploadAuthMiddleware)  # an upload's 401 before its body is read (upload_auth.py)
     app.add_middleware(DeadlineMiddleware, admission=admission)  # 504 at the deadline (deadline.py)
     _install_error_handlers(app)
     app.include_router(models.router)
