@@ -6,12 +6,13 @@ too, so an error raised here is the same class a client catches. Classify by typ
 never by message text.
 """
 from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError, DeadlineExceeded,
-                                   FailedPrecondition, InternalError, InvalidArgument, NotFound, PermissionDenied,
+                                   FailedPrecondition, InsufficientStorage, InternalError, InvalidArgument, NotFound,
+                                   PermissionDenied,
                                    ResourceExhausted, SchemaError, SynthError, TooLarge, Unauthenticated, Unavailable, VersionError,
                                    Violation)
 
 __all__ = [
     "AlreadyExists", "ArtifactError", "Cancelled", "ConfigError", "DataError", "FailedPrecondition",
-    "InternalError", "InvalidArgument", "NotFound", "PermissionDenied", "ResourceExhausted", "SchemaError", "SynthError", "TooLarge",
+    "InternalError", "InvalidArgument", "NotFound", "PermissionDenied", "ResourceExhausted", "InsufficientStorage", "SchemaError", "SynthError", "TooLarge",
     "Unauthenticated", "Unavailable", "DeadlineExceeded", "VersionError", "Violation",
 ]

@@ -152,3 +152,29 @@ def test_job_upload_needs_its_parts(servers):
     r = httpx.post(servers.http_url + "/v1/jobs", data={"message": "Ticket"},
                    files={"proto": ("t.proto", TICKET_PROTO.encode())}, timeout=30)
     assert r.status_code == 400 and any(v["path"].endswith("data") for v in _error(r)["details"]["violations"])
+
+
+def test_a_full_disk_is_507_and_resource_exhausted(servers, monkeypatch):
+    """Writing the upload fails with ENOSPC (injected): the client learns the disk is full and may
+    retry later (REST 507 insufficient_storage, gRPC RESOURCE_EXHAUSTED), not a 500 bug report."""
+    import errno
+    import pathlib
+
+    import synth_client as sc
+
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if self.parent.name.startswith("synth-upload-"):  # the job's upload folder
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    before = httpx.get(servers.http_url + "/v1/jobs", timeout=30).json()["jobs"]
+    r = upload(servers)
+    assert r.status_code == 507, r.text
+    assert _error(r)["code"] == "insufficient_storage" and "disk is full" in _error(r)["message"]
+    with pytest.raises(sc.InsufficientStorage) as e:
+        servers.grpc().create_job(TICKET_PROTO, "Ticket", ticket_lines(), data_filename="t.jsonl", config=RUN_TOML)
+    assert e.value.grpc_code == "RESOURCE_EXHAUSTED"
+    assert httpx.get(servers.http_url + "/v1/jobs", timeout=30).json()["jobs"] == before  # no job was queued

@@ -20,6 +20,7 @@ Torch-free, grpc-free and web-free: gRPC codes are named by their enum names
 | FailedPrecondition | failed_precondition  | 409  | FAILED_PRECONDITION | wrong state (job already finished)    |
 | TooLarge           | too_large            | 413  | RESOURCE_EXHAUSTED  | over a server limit                   |
 | ResourceExhausted  | resource_exhausted   | 429  | RESOURCE_EXHAUSTED  | a quota is used up: retry later       |
+| InsufficientStorage | insufficient_storage | 507 | RESOURCE_EXHAUSTED  | the server's disk is full: retry later |
 | Cancelled          | cancelled            | 409  | CANCELLED           | the operation was cancelled           |
 | Unauthenticated    | unauthenticated      | 401  | UNAUTHENTICATED     | no API token, or an unknown one       |
 | PermissionDenied   | permission_denied    | 403  | PERMISSION_DENIED   | a valid token that may not do this    |
@@ -130,6 +131,12 @@ class ResourceExhausted(SynthError):
     code = "resource_exhausted"
 
 
+class InsufficientStorage(SynthError):
+    """The server's disk is full (or its quota used up): the same request may succeed once space is freed."""
+
+    code = "insufficient_storage"
+
+
 class ArtifactError(SynthError):
     """A model artifact that is corrupt, incomplete or not ours."""
 
@@ -192,6 +199,7 @@ WIRE: dict[type[SynthError], Wire] = {
     FailedPrecondition: Wire(409, "FAILED_PRECONDITION"),
     TooLarge: Wire(413, "RESOURCE_EXHAUSTED"),
     ResourceExhausted: Wire(429, "RESOURCE_EXHAUSTED"),
+    InsufficientStorage: Wire(507, "RESOURCE_EXHAUSTED"),
     Cancelled: Wire(409, "CANCELLED"),
     Unauthenticated: Wire(401, "UNAUTHENTICATED"),
     PermissionDenied: Wire(403, "PERMISSION_DENIED"),
@@ -204,7 +212,7 @@ INTERNAL = WIRE[SynthError]
 
 ERROR_CLASSES: tuple[type[SynthError], ...] = (
     SchemaError, ConfigError, DataError, InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
-    TooLarge, ResourceExhausted, ArtifactError, VersionError, Cancelled, Unauthenticated, PermissionDenied, InternalError, Unavailable,
+    TooLarge, ResourceExhausted, InsufficientStorage, ArtifactError, VersionError, Cancelled, Unauthenticated, PermissionDenied, InternalError, Unavailable,
     DeadlineExceeded)
 BY_CODE: dict[str, type[SynthError]] = {c.code: c for c in ERROR_CLASSES}
 

@@ -9,13 +9,14 @@ Torch-free and grpc-free, so that REST alone never imports grpc.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import uuid
 from pathlib import Path
 from typing import Any
 
-from synth_contract.errors import InternalError, SynthError, Violation, Wire, wire_for
+from synth_contract.errors import InsufficientStorage, InternalError, SynthError, Violation, Wire, wire_for
 
 log = logging.getLogger("synth.server.errors")
 
@@ -31,6 +32,12 @@ def classify(exc: BaseException) -> tuple[SynthError, Wire]:
     """The error to send for `exc` (bugs become a logged InternalError) and its wire codes."""
     if isinstance(exc, SynthError):
         return _bounded(exc), wire_for(type(exc))
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # not a bug: the operator must free space, and the client may retry then
+        log.warning("disk full: %s", exc)
+        full = InsufficientStorage("the server's disk is full (or its quota is used up); retry later, or ask "
+                                   "the operator to free space")
+        return full, wire_for(InsufficientStorage)
     error_id = uuid.uuid4().hex[:12]
     log.error("internal error %s", error_id, exc_info=exc)
     bug = InternalError(f"internal server error (id {error_id}); see the server log", error_id=error_id)

@@ -13,7 +13,8 @@ from typing import Any
 
 from synth_client.base import SynthClient
 from synth_contract.errors import (AlreadyExists, ArtifactError, Cancelled, ConfigError, DataError, DeadlineExceeded,
-                                   FailedPrecondition, InternalError, InvalidArgument, NotFound, PermissionDenied,
+                                   FailedPrecondition, InsufficientStorage, InternalError, InvalidArgument, NotFound,
+                                   PermissionDenied,
                                    ResourceExhausted, SchemaError, SynthError, TooLarge, Unauthenticated, Unavailable, VersionError,
                                    Violation)
 from synth_contract.results import (Field, GeoFields, Interpolation, Job, JobError, Latent, ModelDetail,
@@ -46,7 +47,7 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
 
 __all__ = [
     "SynthClient", "SynthError", "SchemaError", "ConfigError", "DataError", "InvalidArgument", "NotFound",
-    "AlreadyExists", "FailedPrecondition", "TooLarge", "ResourceExhausted", "ArtifactError", "VersionError", "Cancelled",
+    "AlreadyExists", "FailedPrecondition", "TooLarge", "ResourceExhausted", "InsufficientStorage", "ArtifactError", "VersionError", "Cancelled",
     "Unauthenticated", "PermissionDenied", "InternalError", "Unavailable", "DeadlineExceeded", "Violation", "Field", "GeoFields", "ModelInfo", "ModelDetail", "Latent",
     "Interpolation", "Job", "JobError",
 ]
