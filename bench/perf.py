@@ -18,8 +18,8 @@ child process, so its peak RSS is its own:
 - inprocess: records/s of `Model.sample`, `encode` and `decode` of the bundled model;
 - serving: a real `synth serve` process (python -m synth.server) on loopback, driven by
   a load generator in another process (`--part loadgen`): REST `:sample` latency p50/p99
-  for n=1 and n=100 with 1 and 16 concurrent clients, `/healthz` latency measured
-  alongside, gRPC `Sample` and REST NDJSON streams of 100,000 records;
+  for n=1 and n=100 with 1 and 16 concurrent clients, `/healthz` and gRPC health latency
+  measured alongside, gRPC `Sample` and REST NDJSON streams of 100,000 records;
 - memory: peak RSS of the training child and of the server process.
 
 The table goes to the "perf" block of docs/benchmarks.md (bench/doc.py) unless --no-doc;
@@ -376,9 +376,10 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def rest_load(url: str, n: int, clients: int, seconds: float) -> dict[str, Any]:
+def rest_load(url: str, n: int, clients: int, seconds: float, grpc_target: str | None = None) -> dict[str, Any]:
     """`clients` threads, each with its own keep-alive connection, POST :sample for `seconds`;
-    a further thread polls /healthz every 50 ms."""
+    a further thread polls /healthz every 50 ms, and one more the gRPC health service (when
+    `grpc_target` is given)."""
     import http.client
     from urllib.parse import urlparse
 
@@ -415,7 +416,24 @@ def rest_load(url: str, n: int, clients: int, seconds: float) -> dict[str, Any]:
             health.append(time.perf_counter() - t0)
             stop.wait(0.05)
 
+    grpc_health: list[float] = []
+
+    def grpc_check() -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(grpc_target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=30)  # the channel's connection
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
+                grpc_health.append(time.perf_counter() - t0)
+                stop.wait(0.05)
+
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)] + [threading.Thread(target=healthz)]
+    if grpc_target:
+        threads.append(threading.Thread(target=grpc_check))
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -426,7 +444,9 @@ def rest_load(url: str, n: int, clients: int, seconds: float) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     return {"n": n, "clients": clients, "requests": len(lat), "errors": errors[0], "rps": len(lat) / wall,
             "p50_ms": 1000 * pct(lat, 0.5), "p99_ms": 1000 * pct(lat, 0.99),
-            "healthz_p50_ms": 1000 * pct(health, 0.5), "healthz_p99_ms": 1000 * pct(health, 0.99)}
+            "healthz_p50_ms": 1000 * pct(health, 0.5), "healthz_p99_ms": 1000 * pct(health, 0.99),
+            **({"grpc_health_p50_ms": 1000 * pct(grpc_health, 0.5), "grpc_health_p99_ms": 1000 * pct(grpc_health, 0.99)}
+               if grpc_target else {})}
 
 
 def grpc_stream(target: str, n: int) -> float:
@@ -466,7 +486,7 @@ def part_loadgen(a: argparse.Namespace) -> dict[str, Any]:
     for n in (1, 100):
         for clients in (1, 16):
             log(f"REST :sample n={n}, {clients} client(s), {seconds:g} s")
-            out["rest"].append(rest_load(a.url, n, clients, seconds))
+            out["rest"].append(rest_load(a.url, n, clients, seconds, a.grpc))
     log(f"gRPC Sample stream of {stream_n}")
     out["grpc_stream"] = grpc_stream(a.grpc, stream_n)
     log(f"REST NDJSON stream of {stream_n}")
@@ -564,8 +584,10 @@ def table(r: dict[str, Any]) -> str:
     for x in s["rest"]:
         add(f"REST :sample n={x['n']}, {x['clients']} client(s)",
             f"{x['rps']:,.1f} req/s; p50 {x['p50_ms']:.1f} ms, p99 {x['p99_ms']:.1f} ms; /healthz p50 "
-            f"{x['healthz_p50_ms']:.1f} ms, p99 {x['healthz_p99_ms']:.1f} ms ({x['requests']} requests, "
-            f"{x['errors']} errors)")
+            f"{x['healthz_p50_ms']:.1f} ms, p99 {x['healthz_p99_ms']:.1f} ms"
+            + (f"; gRPC health p50 {x['grpc_health_p50_ms']:.1f} ms, p99 {x['grpc_health_p99_ms']:.1f} ms"
+               if "grpc_health_p50_ms" in x else "")
+            + f" ({x['requests']} requests, {x['errors']} errors)")
     one = {(x["n"], x["clients"]): x for x in s["rest"]}
     if (1, 1) in one and (1, 16) in one:
         add("REST n=1: 16 clients vs 1", f"{one[(1, 16)]['rps'] / one[(1, 1)]['rps']:.1f}x the requests/s; "

@@ -29,6 +29,8 @@ def test_perf_quick_runs_every_part(tmp_path):
     assert inproc["sample"] > 0 and inproc["encode"] > 0 and inproc["decode"] > 0
     assert {(x["n"], x["clients"]) for x in serving["rest"]} == {(1, 1), (1, 16), (100, 1), (100, 16)}
     assert all(x["requests"] > 0 and x["errors"] == 0 and x["p99_ms"] >= x["p50_ms"] > 0 for x in serving["rest"])
+    assert all(x["grpc_health_p99_ms"] >= x["grpc_health_p50_ms"] > 0 for x in serving["rest"])
     assert serving["grpc_stream"] > 0 and serving["ndjson_stream"] > 0
     assert serving["server_peak_rss_mb"] > 50 and train["peak_rss_mb"] > 50
     assert "| REST :sample n=1, 16 client(s) |" in run.stdout  # the table the doc block gets
+    assert "gRPC health p50" in run.stdout
