@@ -173,6 +173,19 @@ def test_tiny_training_lowers_the_loss():
     assert after < before * 0.8, (before, after)
 
 
+def test_weight_decay_shrinks_the_weights_and_is_validated():
+    """`[train] weight_decay` (AdamW, decoupled): the same run with it ends with smaller weights;
+    0 is plain Adam, and a negative value is refused where the config enters."""
+    def weight_norm(wd: float) -> float:
+        model = tiny(seed=3)
+        Trainer(model, quiet(steps=20, seed=7, weight_decay=wd), rows(), progress=False).run()
+        return float(sum(p.detach().pow(2).sum() for p in model.vae.parameters()))
+
+    assert weight_norm(5.0) < 0.97 * weight_norm(0.0)
+    with pytest.raises(ConfigError, match="weight_decay"):
+        quiet(weight_decay=-0.1)
+
+
 def test_same_seed_same_model_on_cpu(tmp_path):
     a, b = tiny(seed=3), tiny(seed=3)
     cfg = quiet(steps=6, seed=7, tuple_sampling="SS", string_sampling="SS")

@@ -96,6 +96,8 @@ class TrainConfig:
     lr_decay_steps: int = 1000
     clip_norm: float = 1.0  # global-norm clip; paper: 0.01
     adam_eps: float = 1e-8
+    # decoupled weight decay (AdamW) per step, times lr; 0 = plain Adam (the default)
+    weight_decay: float = 0.0
     seed: int = 0
     beta: BetaSchedule = field(default_factory=BetaSchedule)  # beta_max for multiscale
     tuple_sampling: str = "SS"  # TF | AS | SS, for Tuple and Sequence decoders
@@ -140,6 +142,8 @@ class TrainConfig:
             problems.append(Violation("checkpoint_seconds", "must be >= 0"))
         if self.batch_size < 1:
             problems.append(Violation("batch_size", "must be >= 1"))
+        if not self.weight_decay >= 0:
+            problems.append(Violation("weight_decay", "must be >= 0"))
         for name in ("tuple_sampling", "string_sampling"):
             if getattr(self, name) not in MODES:
                 problems.append(Violation(name, f"must be one of {', '.join(MODES)}"))

@@ -95,7 +95,11 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress = progress
         self.run_config = run_config or RunConfig(model.config, cfg)
-        self.opt = torch.optim.Adam(model.vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        if cfg.weight_decay > 0:
+            self.opt = torch.optim.AdamW(model.vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
+                                         weight_decay=cfg.weight_decay)
+        else:
+            self.opt = torch.optim.Adam(model.vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
         self.sampler = Sampler(len(self.train_msgs), cfg.batch_size, cfg.seed)
