@@ -24,10 +24,11 @@ import synth
 from synth.errors import InvalidArgument, SynthError, Violation
 from synth.server.admission import Admission
 from synth.server.auth import AccessPolicy
-from synth.server.errors import classify, error_json
+from synth.server.errors import error_json
 from synth.server.rest import jobs, models, openapi, web
 from synth.server.rest.deadline import DeadlineMiddleware
 from synth.server.rest.guard import ErrorGuardMiddleware
+from synth.server.rest.answers import error_response
 from synth.server.rest.limits import BodyLimitMiddleware
 from synth.server.rest.upload_auth import UploadAuthMiddleware
 from synth.server.rest.schemas import Health
@@ -92,20 +93,12 @@ def create_app(service: SynthService, preload: Sequence[str] = (), access: Acces
     return app
 
 
-def _respond(exc: BaseException) -> JSONResponse:
-    error, wire = classify(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if wire.http == 401 else None  # RFC 6750
-    if wire.http in (429, 503):
-        headers = {"Retry-After": "1"}  # a busy or draining server: the same request may succeed soon
-    return JSONResponse(error_json(error), status_code=wire.http, headers=headers)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         violations = [Violation(".".join(str(p) for p in e.get("loc", ()) if p != "body"), e.get("msg", ""))
                       for e in exc.errors()]
-        return _respond(InvalidArgument("the request does not match the API", violations))
+        return error_response(InvalidArgument("the request does not match the API", violations))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -115,9 +108,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SynthError)
     async def domain_error(request: Request, exc: SynthError) -> JSONResponse:
-        return _respond(exc)
+        return error_response(exc)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         # Anything else is a bug: a generic 500 with an id; the traceback is logged by classify.
-        return _respond(exc)
+        return error_response(exc)

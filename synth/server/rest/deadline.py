@@ -10,12 +10,12 @@ alone; streams check their own deadline between chunks (streaming.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 from synth.server.admission import Admission, Deadline
-from synth.server.errors import classify, error_json
+from synth.server.errors import classify
+from synth.server.rest.answers import send_error
 
 log = logging.getLogger("synth.server.rest")
 
@@ -59,9 +59,4 @@ def _drop(task: asyncio.Future) -> None:
 
 
 async def _timeout(send: Any, deadline: Deadline) -> None:
-    error, wire = classify(deadline.error())
-    payload = json.dumps(error_json(error)).encode()
-    await send({"type": "http.response.start", "status": wire.http,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode())]})
-    await send({"type": "http.response.body", "body": payload})
+    await send_error(send, deadline.error())

@@ -9,10 +9,9 @@ nothing to answer with, so the exception propagates as before.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from synth.server.errors import classify, error_json
+from synth.server.rest.answers import send_error
 
 
 class ErrorGuardMiddleware:
@@ -36,9 +35,4 @@ class ErrorGuardMiddleware:
         except Exception as exc:  # noqa: BLE001 - classified (bugs logged with an id) below
             if started:
                 raise
-            error, wire = classify(exc)
-            payload = json.dumps(error_json(error)).encode()
-            await send({"type": "http.response.start", "status": wire.http,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(payload)).encode())]})
-            await send({"type": "http.response.body", "body": payload})
+            await send_error(send, exc)

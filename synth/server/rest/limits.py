@@ -7,11 +7,10 @@ oversized upload never sits fully in memory or on disk.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from synth.server.errors import classify, error_json
 from synth.errors import TooLarge, Violation
+from synth.server.rest.answers import send_error
 
 
 class BodyLimitMiddleware:
@@ -56,10 +55,4 @@ class BodyLimitMiddleware:
                         [Violation("body", f"at most {self.max_bytes} bytes")], limit=self.max_bytes)
 
     async def _refuse(self, send: Any, size: int) -> None:
-        error, wire = classify(self._error(size))
-        payload = json.dumps(error_json(error)).encode()
-        await send({"type": "http.response.start", "status": wire.http,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": payload})
+        await send_error(send, self._error(size), close=True)  # the rest of the body stays unread

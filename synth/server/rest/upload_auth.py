@@ -8,12 +8,11 @@ route's own check (which still runs, and decides for a request that passes here)
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from synth.errors import SynthError
 from synth.server.auth import bearer_token
-from synth.server.errors import classify, error_json
+from synth.server.rest.answers import send_error
 
 UPLOAD_PATHS = frozenset({"/v1/jobs"})
 
@@ -30,17 +29,6 @@ class UploadAuthMiddleware:
                 try:
                     policy.authenticate(bearer_token(header.decode("latin-1") if header else None), write=True)
                 except SynthError as e:
-                    await _refuse(send, e)
+                    await send_error(send, e, close=True)  # the body stays unread
                     return
         await self.app(scope, receive, send)
-
-
-async def _refuse(send: Any, exc: SynthError) -> None:
-    error, wire = classify(exc)
-    payload = json.dumps(error_json(error)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-               (b"connection", b"close")]  # the unread body stays unread
-    if wire.http == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": wire.http, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
