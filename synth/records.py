@@ -195,47 +195,53 @@ def _from_dict(data: Any, cls: type[Message], where: str) -> Message:
     if not isinstance(data, dict):
         raise _error(cls, where, f"expected a JSON object, got {_json_kind(data)}")
     try:
+        return _parse_dict(data, cls)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as e:
+        raise _error(cls, where, str(e)) from e
+
+
+def _parse_dict(data: dict, cls: type[Message]) -> Message:
+    try:
         return json_format.ParseDict(data, cls())
     except json_format.ParseError as e:
-        if "Float value too" in str(e) and _round_float32_edges(data, cls.DESCRIPTOR):  # large / small
-            return _from_dict(data, cls, where)
-        raise _error(cls, where, str(e)) from e
-    except (ValueError, TypeError, AttributeError) as e:
-        raise _error(cls, where, str(e)) from e
+        if "Float value too" not in str(e):  # "... too large" / "... too small"
+            raise
+        # once more with float32 edges rounded; a value beyond them fails again, with the same error
+        return json_format.ParseDict(_float32_edges_rounded(data, cls.DESCRIPTOR), cls())
 
 
 # protobuf writes a float32 by its shortest text, so FLT_MAX becomes 3.4028235e+38, which is
 # above FLT_MAX as a double, and its own JSON parser refuses it ("Float value too large").
-# Values that round to +-FLT_MAX in float32 are set to it, so every float crosses JSON Lines.
+# Values that round to +-FLT_MAX in float32 are read as it, so every float crosses JSON Lines.
 _FLT_MAX = 3.4028234663852886e38
 _FLT_ROUNDING_LIMIT = 3.4028235677973366e38  # (FLT_MAX + the next float32 step) / 2: the float32 rounding edge
 
 
-def _round_float32_edges(data: Any, descriptor: Descriptor) -> bool:
-    """Set float fields just above FLT_MAX to +-FLT_MAX, in place, through nested messages,
-    lists and maps; True when anything changed."""
-    changed = False
-    for key, value in list(data.items()) if isinstance(data, dict) else ():
+def _float32_edges_rounded(data: dict, descriptor: Descriptor) -> dict:
+    """A copy of the JSON object `data` (the caller's stays as it was) with every float field
+    that rounds to +-FLT_MAX set to it, in nested messages, lists and maps too."""
+    out = dict(data)
+    for key, value in data.items():
         field = descriptor.fields_by_name.get(key) or _by_json_name(descriptor, key)
         if field is None:
             continue
-        target = field.message_type
-        if target is not None and target.GetOptions().map_entry:
-            field, target = target.fields_by_name["value"], target.fields_by_name["value"].message_type
-            items = list(value.items()) if isinstance(value, dict) else []
-            container = value
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry and isinstance(value, dict):
+            out[key] = {k: _rounded(entry.fields_by_name["value"], v) for k, v in value.items()}
         elif isinstance(value, list):
-            items, container = list(enumerate(value)), value
+            out[key] = [_rounded(field, v) for v in value]
         else:
-            items, container = [(key, value)], data
-        for k, v in items:
-            if target is not None:
-                changed |= _round_float32_edges(v, target)
-            elif (field.type == FieldDescriptor.TYPE_FLOAT and isinstance(v, (int, float))
-                  and not isinstance(v, bool) and _FLT_MAX < abs(v) < _FLT_ROUNDING_LIMIT):
-                container[k] = math.copysign(_FLT_MAX, v)
-                changed = True
-    return changed
+            out[key] = _rounded(field, value)
+    return out
+
+
+def _rounded(field: Any, value: Any) -> Any:
+    if field.message_type is not None:
+        return _float32_edges_rounded(value, field.message_type) if isinstance(value, dict) else value
+    if (field.type == FieldDescriptor.TYPE_FLOAT and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and _FLT_MAX < abs(value) < _FLT_ROUNDING_LIMIT):
+        return math.copysign(_FLT_MAX, value)
+    return value
 
 
 def _by_json_name(descriptor: Descriptor, name: str) -> Any:

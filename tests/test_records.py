@@ -252,3 +252,6 @@ def test_float32_written_at_flt_max_reads_back():
     assert to_message(text, Outer) == msg
     with pytest.raises(DataError, match="Float value too large"):
         to_message({"f": 3.5e38}, Outer)
+    record = json.loads(text)
+    to_message(record, Outer)
+    assert record == json.loads(text)  # the caller's dict is not rewritten

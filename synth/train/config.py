@@ -96,7 +96,7 @@ class TrainConfig:
     lr_decay_steps: int = 1000
     clip_norm: float = 1.0  # global-norm clip; paper: 0.01
     adam_eps: float = 1e-8
-    # decoupled weight decay (AdamW) per step, times lr; 0 = plain Adam (the default)
+    # decoupled weight decay (AdamW: weights shrink by lr x this per step); 0 = plain Adam (the default)
     weight_decay: float = 0.0
     seed: int = 0
     beta: BetaSchedule = field(default_factory=BetaSchedule)  # beta_max for multiscale

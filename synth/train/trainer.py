@@ -95,11 +95,8 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress = progress
         self.run_config = run_config or RunConfig(model.config, cfg)
-        if cfg.weight_decay > 0:
-            self.opt = torch.optim.AdamW(model.vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
-                                         weight_decay=cfg.weight_decay)
-        else:
-            self.opt = torch.optim.Adam(model.vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        # AdamW with weight_decay 0 is Adam, step for step
+        self.opt = torch.optim.AdamW(model.vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
         self.sampler = Sampler(len(self.train_msgs), cfg.batch_size, cfg.seed)
