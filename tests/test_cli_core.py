@@ -163,23 +163,30 @@ def test_library_errors_exit_2(capsys, tmp_path, model_dir):
     assert code == 2 and "record[1]" in err
 
 
+def train_from_files(capsys, tmp_path: Path, proto_text: str, message: str, rows: list[dict],
+                     run_toml: str) -> tuple[Path, Path]:
+    """`synth train` on a .proto, a JSONL file of `rows` and a run.toml written under tmp_path;
+    the model goes to tmp_path / "model". Returns (proto path, config path)."""
+    proto, data, cfg = tmp_path / "schema.proto", tmp_path / "rows.jsonl", tmp_path / "run.toml"
+    proto.write_text(proto_text)
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg.write_text(run_toml)
+    code, _, err = run(capsys, "train", proto, "--message", message, "--data", data, "--config", cfg,
+                       "--out", tmp_path / "model", "--device", "cpu")
+    assert code == 0, err
+    return proto, cfg
+
+
 def test_unshared_message_modules_train_and_sample_a_recursive_schema(capsys, tmp_path):
     """`share_message_modules = false` gives every message path its own Tuple. A repeated message
     inside a message used to take its Sequence's key, and training or sampling failed."""
     from schemas import RECURSIVE_PROTO
 
-    proto = tmp_path / "tree.proto"
-    proto.write_text(RECURSIVE_PROTO)
     rows = [{"name": "a", "weight": 2, "parent": {"name": "p", "children": [{"name": "c1"}, {"name": "c2"}]},
              "children": [{"name": "k", "children": [{"name": "g"}]}]}, {"name": "b", "weight": 1}] * 8
-    data = tmp_path / "trees.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = tmp_path / "run.toml"
-    cfg.write_text("[model]\nlatent_dim = 16\nchar_dim = 8\nshare_message_modules = false\n"
-                   "[train]\nsteps = 3\nbatch_size = 8\n[train.tune]\nenabled = false\n")
-    code, _, err = run(capsys, "train", proto, "--message", "TreeNode", "--data", data, "--config", cfg,
-                       "--out", tmp_path / "model", "--device", "cpu")
-    assert code == 0, err
+    proto, cfg = train_from_files(capsys, tmp_path, RECURSIVE_PROTO, "TreeNode", rows,
+                                  "[model]\nlatent_dim = 16\nchar_dim = 8\nshare_message_modules = false\n"
+                                  "[train]\nsteps = 3\nbatch_size = 8\n[train.tune]\nenabled = false\n")
     code, out, err = run(capsys, "sample", tmp_path / "model", "-n", "50", "--seed", "1")
     assert code == 0, err
     samples = [json.loads(line) for line in out.splitlines()]
@@ -197,17 +204,10 @@ def test_generated_float32_extremes_cross_json_lines(capsys, tmp_path):
     """A `float` field trained on values at FLT_MAX and sampled hot reaches FLT_MAX, which protobuf
     writes as 3.4028235e+38 and its own JSON parser refuses; the records are read back all the same."""
     FLT_MAX = 3.4028234663852886e38
-    proto = tmp_path / "f.proto"
-    proto.write_text('syntax = "proto3";\nmessage F { float f = 1; string tag = 2; }\n')
-    data = tmp_path / "f.jsonl"
-    data.write_text("".join(json.dumps({"f": v, "tag": t}) + "\n"
-                            for v, t in [(FLT_MAX, "hi"), (-FLT_MAX, "lo"), (1e38, "mid"), (-2e38, "x")] * 4))
-    cfg = tmp_path / "run.toml"
-    cfg.write_text("[model]\nlatent_dim = 8\nchar_dim = 4\n[train]\nsteps = 2\nbatch_size = 8\n"
-                   "[train.tune]\nenabled = false\n")
-    code, _, err = run(capsys, "train", proto, "--message", "F", "--data", data, "--config", cfg,
-                       "--out", tmp_path / "model", "--device", "cpu")
-    assert code == 0, err
+    rows = [{"f": v, "tag": t} for v, t in [(FLT_MAX, "hi"), (-FLT_MAX, "lo"), (1e38, "mid"), (-2e38, "x")] * 4]
+    proto, _ = train_from_files(capsys, tmp_path, 'syntax = "proto3";\nmessage F { float f = 1; string tag = 2; }\n',
+                                "F", rows, "[model]\nlatent_dim = 8\nchar_dim = 4\n[train]\nsteps = 2\nbatch_size = 8\n"
+                                "[train.tune]\nenabled = false\n")
     out_file = tmp_path / "samples.jsonl"
     code, _, err = run(capsys, "sample", tmp_path / "model", "-n", "400", "--seed", "3", "--temperature", "50",
                        "--out", out_file)
