@@ -90,6 +90,14 @@ class ModelConfig:
     # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
     # or the encoder's embedding of the leaf value actually drawn ("reencoded").
     generation_feedback: str = "reencoded"
+    # The character decoder sees its field's embedding at every step, not only in its first
+    # state (synth/nn/string_literal.py), so that a string outside any vocabulary (a rare
+    # street, through a categorical's escape) reconstructs from the latent. False: the paper's.
+    string_context: bool = True
+    # A string's reconstruction loss: "mean" per character (paper: every string weighs 1) or
+    # "sum" (its negative log-likelihood), so the latent is worth spending on a string's
+    # characters in proportion to how many there are (synth/nn/string_literal.py).
+    string_loss: str = "sum"
 
     def __post_init__(self) -> None:
         problems = []
@@ -103,6 +111,8 @@ class ModelConfig:
             problems.append(Violation("sample_temperature", "temperatures must be > 0"))
         if any(not (0 < t < float("inf")) for t in self.leaf_temperatures.values()):
             problems.append(Violation("leaf_temperatures", "temperatures must be finite and > 0"))
+        if self.string_loss not in ("mean", "sum"):
+            problems.append(Violation("string_loss", "must be 'mean' or 'sum'"))
         if self.field_order not in ("declared", "auto"):
             problems.append(Violation("field_order", "must be 'declared' or 'auto'"))
         if self.categorical_max_classes < 2:
@@ -133,7 +143,8 @@ class ModelConfig:
 PAPER: dict[str, object] = {
     "auto_categorical": False, "categorical_escape": False, "field_order": "declared",
     "scalar_likelihood": "mse", "generation_feedback": "emitted", "numeric_categories": False,
-    "number_transform": "none",
+    "number_transform": "none", "string_context": False,
+    "string_loss": "mean",
 }
 
 # What a manifest that predates a setting meant by its absence (artifact format 1 from

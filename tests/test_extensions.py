@@ -93,6 +93,8 @@ def test_model_config_is_validated():
         ModelConfig(scalar_likelihood="laplace")
     with pytest.raises(ConfigError):
         ModelConfig(generation_feedback="sometimes")
+    with pytest.raises(ConfigError):
+        ModelConfig(string_loss="max")
 
 
 def test_reencoded_feedback_generates_valid_deterministic_records():

@@ -133,6 +133,64 @@ def test_string_literal_every_byte_string_round_trips_through_the_vocabulary():
     assert all(isinstance(s, bytes) for s in out)
 
 
+def test_string_context_reaches_every_decoder_step():
+    """With `context`, the embedding reaches the decoder beyond its first state: with that
+    first state held fixed, two embeddings still give different losses; without it, the
+    same (the paper's decoder sees the embedding only through `dec_init`)."""
+    tokens = torch.tensor([[72, 73, 74, EOS], [75, 76, EOS, 0]])
+    lengths = torch.tensor([4, 3])
+    a, b = torch.randn(2, 16, generator=torch.Generator().manual_seed(0)).split(1)
+    losses = {}
+    for context in (False, True):
+        torch.manual_seed(1)
+        sl = StringLiteral(StringLiteralConfig(dim=16, char_dim=8, context=context))
+        for p in sl.dec_init.parameters():  # the first state: the same for every embedding
+            nn.init.zeros_(p)
+        losses[context] = [sl.loss(e.expand(2, -1), tokens, lengths) for e in (a, b)]
+    assert torch.equal(losses[False][0], losses[False][1])
+    assert not torch.allclose(losses[True][0], losses[True][1])
+    # the update-gate third starts at zero, like the cell's own
+    sl = StringLiteral(StringLiteralConfig(dim=16, char_dim=8, context=True))
+    assert torch.count_nonzero(sl.dec_context.weight[16:32]) == 0 and torch.count_nonzero(sl.dec_context.weight) > 0
+
+
+def test_string_loss_sum_is_the_strings_negative_log_likelihood():
+    """`loss = "sum"`: each string's cross-entropy summed over its characters (EOS
+    included); the paper's "mean" divides it by the length, so long strings weigh as one."""
+    tokens = torch.tensor([[72, 73, 74, 75, 76, EOS], [75, 76, EOS, 0, 0, 0]])
+    lengths = torch.tensor([6, 3])
+    emb = torch.randn(2, 16, generator=torch.Generator().manual_seed(3))
+    out = {}
+    for loss in ("mean", "sum"):
+        torch.manual_seed(4)
+        out[loss] = StringLiteral(StringLiteralConfig(dim=16, char_dim=8, loss=loss)).loss(emb, tokens, lengths)
+    torch.testing.assert_close(out["sum"], out["mean"] * lengths)
+    # against a plain per-step softmax: -sum log p(symbol)
+    torch.manual_seed(4)
+    sl = StringLiteral(StringLiteralConfig(dim=16, char_dim=8, loss="sum"))
+    with torch.no_grad():
+        h, nll = sl.dec_init(emb[:1]), 0.0
+        for t in range(6):
+            if t:
+                h = sl.dec_cell(sl.embed(tokens[:1, t - 1]), h)
+            nll -= F.log_softmax(sl.dec_out(h), -1)[0, tokens[0, t]].item()
+    assert math.isclose(out["sum"][0].item(), nll, rel_tol=1e-5)
+
+
+def test_string_context_follows_its_row_when_rows_finish_early():
+    """Rows leave the generation batch at different steps; each keeps its own context,
+    so a batch decodes every row as that row decodes alone."""
+    sl = StringLiteral(StringLiteralConfig(dim=16, char_dim=8, context=True))
+    with torch.no_grad():
+        sl.dec_context.weight.mul_(8.0)  # make the context decide the symbols
+    emb = torch.randn(6, 16, generator=torch.Generator().manual_seed(2))
+    limits = torch.tensor([9, 2, 6, 0, 4, 7])
+    together = sl.generate(emb, limits, greedy=True)
+    alone = [sl.generate(emb[i: i + 1], limits[i: i + 1], greedy=True)[0] for i in range(6)]
+    assert together == alone
+    assert len(set(together)) > 2  # the rows really differ
+
+
 # -- ScalarTuple --------------------------------------------------------------------------------------
 def correlated(n=4000, seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
@@ -281,3 +339,28 @@ def _generator_after(draws: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     torch.rand(draws, generator=gen)
     return gen.get_state()
+
+
+def test_artifacts_from_before_string_context_rebuild_without_it(tmp_path):
+    """A manifest without `string_context` and `string_loss` (LEGACY: the paper's decoder and
+    loss) loads the model it was trained as: no context weights expected, the same strings
+    decoded."""
+    import json
+
+    from schemas import ADDRESS_PROTO, address_records, tiny
+    from synth import store
+    from synth.model import Model
+
+    rows = address_records(32)
+    old = Model.create(ADDRESS_PROTO, "Address", records=rows, config=tiny(string_context=False, string_loss="mean"))
+    d = store.save(old, tmp_path / "m")
+    manifest = json.loads((d / store.MANIFEST).read_text())
+    del manifest["model_config"]["string_context"], manifest["model_config"]["string_loss"]
+    (d / store.MANIFEST).write_text(json.dumps(manifest))
+    loaded = store.load(d)
+    assert not loaded.config.string_context and loaded.config.string_loss == "mean"
+    assert not any(k.endswith("dec_context.weight") for k in loaded.vae.state_dict())
+    z = old.sample_latents(8, torch.Generator().manual_seed(0))
+    assert [r.street for r in loaded.decode(z, greedy=True)] == [r.street for r in old.decode(z, greedy=True)]
+    new = Model.create(ADDRESS_PROTO, "Address", records=rows, config=tiny())
+    assert any(k.endswith("dec_context.weight") for k in new.vae.state_dict())

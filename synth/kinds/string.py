@@ -43,7 +43,8 @@ class StringKind(Kind):
             return None
         binary = f.type == "bytes"
         key = ("$bytes" if binary else "$strings") if c.cfg.share_strings else f"{scope}.{f.name}"
-        cfg = StringLiteralConfig(dim=c.cfg.latent_dim, char_dim=c.cfg.char_dim)
+        cfg = StringLiteralConfig(dim=c.cfg.latent_dim, char_dim=c.cfg.char_dim, context=c.cfg.string_context,
+                                  loss=c.cfg.string_loss)
         seen = c.stats.string_max_len.get(stat_key, 32)
         max_len = min(c.cfg.max_string_len, max(8, math.ceil(seen * c.cfg.string_len_slack)))
         return StringNode(path, c.module(key, lambda: StringLiteral(cfg, c.cfg.gru())), f, binary, max_len)

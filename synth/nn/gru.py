@@ -60,6 +60,10 @@ class CeluGRUCell(nn.Module):
             self._table = cached
         return cached[1]
 
+    def project_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input projection (n, 3H) that `forward` takes as `gi`."""
+        return rowwise.linear(x, self.weight_ih, self.bias_ih)
+
     def candidate(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.candidate == "tanh":
             return rowwise.pointwise(torch.tanh, x)
@@ -69,7 +73,7 @@ class CeluGRUCell(nn.Module):
         """gi: the input projection (n, 3H), when the caller has it already (a lookup table
         of projected symbol embeddings, `input_table`); x is then unused."""
         if gi is None:
-            gi = rowwise.linear(x, self.weight_ih, self.bias_ih)  # (n, 3H)
+            gi = self.project_input(x)  # (n, 3H)
         gh = rowwise.linear(h, self.weight_hh, self.bias_hh)  # (n, 3H)
         H = self.hidden_size
         # r and z in one kernel call: fewer passes over the batch than two sigmoids

@@ -7,6 +7,14 @@ embedding is shared by encoder and decoder and initialised U(0, 1).
 Batching: the codec hands us every string of every field that shares this module
 in one (N, T) tensor sorted longest first, so step t runs the GRU on the prefix
 slice of the `active[t]` rows still going. `forward` never loops over records.
+
+Context (`StringLiteralConfig.context`, our addition; off in the paper's model): the
+decoder sees the field's embedding at every step, not only through its first state.
+Why: with the embedding only in the first state, what the latent says about a string
+fades over its characters, and a string the vocabulary does not know (a street seen
+once, through a categorical's escape) came back as a common one (docs/benchmarks.md).
+The embedding's projection is added to the GRU's input projection, so it costs one
+product per string and one addition per step.
 """
 from __future__ import annotations
 
@@ -17,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synth.nn import rowwise
 from synth.nn.draws import narrow, softmax_draw
 from synth.nn.gru import CeluGRUCell, GRUConfig
-from synth.nn.init import celu_linear, linear
+from synth.nn.init import celu_linear, in_degree_, linear
 from synth.tokens import EOS, VOCAB
 
 
@@ -27,6 +36,8 @@ from synth.tokens import EOS, VOCAB
 class StringLiteralConfig:
     dim: int = 128
     char_dim: int = 16
+    context: bool = False  # feed the embedding to every decoder step (module docstring)
+    loss: str = "mean"  # a string's loss: "mean" per character (paper) or "sum" (its negative log-likelihood)
 
 
 def active_counts(lengths: torch.Tensor, steps: int) -> list[int]:
@@ -45,10 +56,20 @@ class StringLiteral(nn.Module):
         self.dec_init = celu_linear(cfg.dim, cfg.dim, gru.alpha)
         self.dec_cell = CeluGRUCell(cfg.char_dim, cfg.dim, gru)
         self.dec_out = linear(cfg.dim, VOCAB)
+        # the embedding's term in the decoder cell's gates (3 dim: r | z | n), per string
+        self.dec_context = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False) if cfg.context else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.uniform_(self.embed.weight, 0.0, 1.0)
+        if self.dec_context is not None:
+            w = self.dec_context.weight.data
+            in_degree_(w, self.cfg.char_dim + 2 * self.cfg.dim)  # the cell's gates now see [x; e; h]
+            w[self.cfg.dim: 2 * self.cfg.dim].zero_()  # like the cell's own update gate: not forgetful at first
+
+    def _context(self, emb: torch.Tensor) -> torch.Tensor | None:
+        """The embedding's term in the decoder's input projection (N, 3 dim), or None."""
+        return None if self.dec_context is None else rowwise.linear(emb, self.dec_context.weight)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (N, T) incl. EOS, sorted by length desc -> embeddings (N, dim)."""
@@ -77,7 +98,11 @@ class StringLiteral(nn.Module):
 
     def loss(self, emb: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
              p_truth: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Cross-entropy per string (N,), normalised so that each string weighs 1.
+        """Cross-entropy per string (N,): its mean per character (paper: each string weighs
+        1) or, with `loss = "sum"`, its sum, the string's negative log-likelihood in nats.
+        Why the sum: with the mean, a 12-character street weighs as much as one character
+        does, so encoding it in the latent costs more KL than it saves, and a street outside
+        the vocabulary came back as another (docs/benchmarks.md).
 
         Scheduled sampling: the next input is the ground-truth symbol with probability
         `p_truth`, else a symbol drawn from the decoder's own softmax.
@@ -86,6 +111,7 @@ class StringLiteral(nn.Module):
         if n == 0:
             return emb.new_zeros(0)
         h = self.dec_init(emb)  # (N, dim)
+        context = self._context(emb)
         logits = []
         counts = active_counts(lengths, steps) + [0]
         prev = tokens[:0, 0]  # the previous step's input symbols (none before step 0)
@@ -94,7 +120,11 @@ class StringLiteral(nn.Module):
             if a == 0:
                 break
             if t > 0:
-                h = self.dec_cell(self.embed(prev), h)  # (a, dim)
+                if context is None:
+                    h = self.dec_cell(self.embed(prev), h)  # (a, dim)
+                else:
+                    x = self.dec_cell.project_input(self.embed(prev))
+                    h = self.dec_cell(None, h, gi=x + context[:a])
             step_logits = self.dec_out(h)  # (a, VOCAB)
             logits.append(step_logits)
             prev = tokens[:nxt, t]
@@ -108,7 +138,7 @@ class StringLiteral(nn.Module):
         steps_idx = torch.cat([torch.full((c,), t, device=emb.device) for t, c in enumerate(counts[: len(logits)])])
         ce = F.cross_entropy(torch.cat(logits), tokens[rows, steps_idx], reduction="none")
         per_string = ce.new_zeros(n).index_add(0, rows, ce)  # in the loss dtype (fp32 under autocast)
-        return per_string / lengths.to(per_string.dtype)
+        return per_string if self.cfg.loss == "sum" else per_string / lengths.to(per_string.dtype)
 
     @torch.no_grad()
     def generate(self, emb: torch.Tensor, max_len: torch.Tensor, temperature: float = 1.0,
@@ -122,6 +152,7 @@ class StringLiteral(nn.Module):
         n = emb.shape[0]
         steps = int(max_len.max().item()) if n else 0
         h = self.dec_init(emb)
+        context = self._context(emb)
         alive = torch.arange(n, device=emb.device)
         limit = max_len.to(emb.device)
         rows, syms = [], []
@@ -137,7 +168,11 @@ class StringLiteral(nn.Module):
                 break
             rows.append(alive)
             syms.append(sym)
-            h = self.dec_cell(None, h, gi=table[sym])
+            if context is None:
+                h = self.dec_cell(None, h, gi=table[sym])
+            else:
+                context = context[go_on]
+                h = self.dec_cell(None, h, gi=table[sym] + context)
         return _strings(n, rows, syms)
 
 
