@@ -103,6 +103,11 @@ def test_cli_evaluate_json_and_html(trained, capsys):
     assert c["detection"]["auc"] is not None and c["floor"]["detection"]["auc"] is not None
     assert "dcr" in c["privacy"] and "share" in c["privacy"]["dcr"]
     assert {"levenshtein_per_char", "loss", "posterior", "memorization"} <= set(r)
+    # reconstruction of held-out rows too (issue 8's target), field by field
+    held = r["levenshtein_per_char_heldout"]
+    assert set(held) == set(r["levenshtein_per_char"]) and all(0 <= v < 10 for v in held.values())
+    from synth.eval.report import format_table
+    assert "Levenshtein per character (reconstruction of train rows; of held-out rows)" in format_table(r)
     assert "pvalue" not in r  # no geo fields in this schema
     html = html_path.read_text()
     assert html.count("<svg") >= 5 and "Association difference" in html
@@ -116,6 +121,7 @@ def test_cli_evaluate_table_without_train(trained, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "detection AUC" in out and "needs --train" in out and "Levenshtein" in out
+    assert "of held-out rows" not in out  # without --train the data rows are the only ones
 
 
 def test_html_report_renders_in_headless_chromium(trained, tmp_path, capsys):
