@@ -148,4 +148,6 @@ def softmax_draw(logits: torch.Tensor, temperature: float, greedy: bool, generat
     """Argmax, or a draw from softmax(logits / temperature): (n, K) -> (n,)."""
     if greedy or logits.shape[0] == 0:
         return logits.argmax(-1)
-    return categorical(F.softmax(logits / max(temperature, 1e-6), -1), generator)
+    if temperature != 1.0:  # a full pass over (n, K): skipped when the caller scaled already
+        logits = logits / max(temperature, 1e-6)
+    return categorical(F.softmax(logits, -1), generator)
