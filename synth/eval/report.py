@@ -110,20 +110,13 @@ def evaluate(model: Model, train: Sequence[Any] | None, test: Sequence[Any] | No
         reference = train_dicts if train_dicts else real_dicts
         report["chains"] = _chains(model, generated, reference, g["category"], g["numeric"], chains, seed)
     # reconstruction detail, on (up to) 10,000 training rows (held-out rows without --train)
-    source = train_msgs if train_msgs else real_msgs
-    idx = rng.choice(len(source), size=min(recon_rows, len(source)), replace=False)
-    originals, skipped = encodable(model, [source[i] for i in idx])
-    report["unencodable_rows"] = skipped
     fields = string_fields(model)
-    report["levenshtein_per_char"] = per_char_by_field(as_dicts(originals), as_dicts(model.reconstruct(originals)),
-                                                       fields)
+    report["levenshtein_per_char"], report["unencodable_rows"] = _reconstruction(
+        model, train_msgs if train_msgs else real_msgs, fields, recon_rows, rng)
     report["levenshtein_rows"] = "train" if train_msgs else "data"
     if train_msgs and test_msgs:
         # issue 8's target is on rows the model never saw: new values go through the escapes
-        idx = rng.choice(len(test_msgs), size=min(recon_rows, len(test_msgs)), replace=False)
-        held, _ = encodable(model, [test_msgs[i] for i in idx])
-        report["levenshtein_per_char_heldout"] = per_char_by_field(as_dicts(held), as_dicts(model.reconstruct(held)),
-                                                                   fields)
+        report["levenshtein_per_char_heldout"], _ = _reconstruction(model, test_msgs, fields, recon_rows, rng)
     if train_dicts is not None:
         report["memorization"] = {
             "values_in_training": {f: copied_share([g_.get(f, "") for g_ in gen_dicts],
@@ -217,6 +210,15 @@ def format_comparison(c: dict[str, Any]) -> list[str]:
                   f" below holdout 5th pct {_f(dcr.get('below_holdout_q05'))}; {dcr.get('reference_rows')} "
                   f"reference rows each"]
     return lines
+
+
+def _reconstruction(model: Model, msgs: Sequence[Any], fields: list[str], rows: int,
+                    rng: np.random.Generator) -> tuple[dict[str, float], int]:
+    """Levenshtein per character of decode(encode(.)) over up to `rows` of `msgs`, per string
+    field, and how many of the drawn rows could not be encoded."""
+    idx = rng.choice(len(msgs), size=min(rows, len(msgs)), replace=False)
+    originals, skipped = encodable(model, [msgs[i] for i in idx])
+    return per_char_by_field(as_dicts(originals), as_dicts(model.reconstruct(originals)), fields), skipped
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -57,7 +57,7 @@ class StringLiteral(nn.Module):
         self.dec_cell = CeluGRUCell(cfg.char_dim, cfg.dim, gru)
         self.dec_out = linear(cfg.dim, VOCAB)
         # the embedding's term in the decoder cell's gates (3 dim: r | z | n), per string
-        self.dec_context = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False) if cfg.context else None
+        self.dec_context = rowwise.Linear(cfg.dim, 3 * cfg.dim, bias=False) if cfg.context else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -69,7 +69,7 @@ class StringLiteral(nn.Module):
 
     def _context(self, emb: torch.Tensor) -> torch.Tensor | None:
         """The embedding's term in the decoder's input projection (N, 3 dim), or None."""
-        return None if self.dec_context is None else rowwise.linear(emb, self.dec_context.weight)
+        return None if self.dec_context is None else self.dec_context(emb)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (N, T) incl. EOS, sorted by length desc -> embeddings (N, dim)."""
@@ -120,11 +120,8 @@ class StringLiteral(nn.Module):
             if a == 0:
                 break
             if t > 0:
-                if context is None:
-                    h = self.dec_cell(self.embed(prev), h)  # (a, dim)
-                else:
-                    x = self.dec_cell.project_input(self.embed(prev))
-                    h = self.dec_cell(None, h, gi=x + context[:a])
+                gi = self.dec_cell.project_input(self.embed(prev))
+                h = self.dec_cell(None, h, gi=gi if context is None else gi + context[:a])  # (a, dim)
             step_logits = self.dec_out(h)  # (a, VOCAB)
             logits.append(step_logits)
             prev = tokens[:nxt, t]
@@ -168,11 +165,9 @@ class StringLiteral(nn.Module):
                 break
             rows.append(alive)
             syms.append(sym)
-            if context is None:
-                h = self.dec_cell(None, h, gi=table[sym])
-            else:
+            if context is not None:
                 context = context[go_on]
-                h = self.dec_cell(None, h, gi=table[sym] + context)
+            h = self.dec_cell(None, h, gi=table[sym] if context is None else table[sym] + context)
         return _strings(n, rows, syms)
 
 
