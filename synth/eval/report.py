@@ -111,12 +111,13 @@ def evaluate(model: Model, train: Sequence[Any] | None, test: Sequence[Any] | No
         report["chains"] = _chains(model, generated, reference, g["category"], g["numeric"], chains, seed)
     # reconstruction detail, on (up to) 10,000 training rows (held-out rows without --train)
     fields = string_fields(model)
-    report["levenshtein_per_char"], report["unencodable_rows"] = _reconstruction(
-        model, train_msgs if train_msgs else real_msgs, fields, recon_rows, rng)
+    originals, report["unencodable_rows"] = _draw_encodable(model, train_msgs or real_msgs, recon_rows, rng)
+    report["levenshtein_per_char"] = _reconstruction(model, originals, fields)
     report["levenshtein_rows"] = "train" if train_msgs else "data"
     if train_msgs and test_msgs:
         # issue 8's target is on rows the model never saw: new values go through the escapes
-        report["levenshtein_per_char_heldout"], _ = _reconstruction(model, test_msgs, fields, recon_rows, rng)
+        report["levenshtein_per_char_heldout"] = _reconstruction(
+            model, _draw_encodable(model, test_msgs, recon_rows, rng)[0], fields)
     if train_dicts is not None:
         report["memorization"] = {
             "values_in_training": {f: copied_share([g_.get(f, "") for g_ in gen_dicts],
@@ -212,13 +213,16 @@ def format_comparison(c: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _reconstruction(model: Model, msgs: Sequence[Any], fields: list[str], rows: int,
-                    rng: np.random.Generator) -> tuple[dict[str, float], int]:
-    """Levenshtein per character of decode(encode(.)) over up to `rows` of `msgs`, per string
-    field, and how many of the drawn rows could not be encoded."""
+def _draw_encodable(model: Model, msgs: Sequence[Any], rows: int, rng: np.random.Generator) -> tuple[list, int]:
+    """Up to `rows` of `msgs`, drawn without replacement, less those the model cannot encode
+    (and how many those were)."""
     idx = rng.choice(len(msgs), size=min(rows, len(msgs)), replace=False)
-    originals, skipped = encodable(model, [msgs[i] for i in idx])
-    return per_char_by_field(as_dicts(originals), as_dicts(model.reconstruct(originals)), fields), skipped
+    return encodable(model, [msgs[i] for i in idx])
+
+
+def _reconstruction(model: Model, originals: list, fields: list[str]) -> dict[str, float]:
+    """Levenshtein per character of decode(encode(.)), per string field."""
+    return per_char_by_field(as_dicts(originals), as_dicts(model.reconstruct(originals)), fields)
 
 
 def format_table(r: dict[str, Any]) -> str:
