@@ -15,7 +15,7 @@ child process, so its peak RSS is its own:
   over the whole padded batch, written here only) for comparison; model FLOPs per record
   (torch.utils.flop_counter: matrix products of one forward+backward) and the achieved
   FLOP/s as a share of a same-run fp32 matmul's FLOP/s;
-- inprocess: records/s of `Model.sample`, `encode` and `decode` of the bundled model;
+- inprocess: records/s of `Model.sample`, `encode` (the encoder network, and refined) and `decode` of the bundled model;
 - serving: a real `synth serve` process (python -m synth.server) on loopback, driven by
   a load generator in another process (`--part loadgen`): REST `:sample` latency p50/p99
   for n=1 and n=100 with 1 and 16 concurrent clients, `/healthz` and gRPC health latency
@@ -315,13 +315,18 @@ def part_inprocess(a: argparse.Namespace) -> dict[str, Any]:
         model.vae.eval()
         tensors_s = best_of(generate_tensors)
     one_s = best_of(lambda: model.sample(1, seed=2), reps=5)
-    encode_s = best_of(lambda: model.encode(rows))
-    mu, _ = model.encode(rows)
+    encode_s = best_of(lambda: model.encode(rows, refine_steps=0))  # the encoder network
+    mu, _ = model.encode(rows, refine_steps=0)
     decode_s = best_of(lambda: model.decode(mu, seed=3))
+    # encode as the API does it: refined by gradient steps on each record (docs/model.md,
+    # "Encoding"), two orders of magnitude slower, so on fewer rows and once
+    n_refined = min(n, 64 if a.quick else 1024)
+    refined_s = best_of(lambda: model.encode(rows[:n_refined]), reps=1)
     return {"device": device, "threads": torch.get_num_threads(), "n": n, "sample": n / sample_s,
             "generate_tensors": n / tensors_s,
             "sample_one_ms": one_s * 1000, "encode": n / encode_s, "decode": n / decode_s,
-            "peak_rss_mb": peak_rss_mb()}
+            "encode_refined": n_refined / refined_s, "encode_refined_n": n_refined,
+            "encode_refine_steps": model.config.encode_refine_steps, "peak_rss_mb": peak_rss_mb()}
 
 
 # ----------------------------------------------------------------------------- serving
@@ -580,7 +585,11 @@ def table(r: dict[str, Any]) -> str:
         add(f"in-process generation alone (n={i['n']}: latents to token tensors, no records built)",
             f"{i['generate_tensors']:,.0f} records/s")
     add("in-process sample n=1", f"{i['sample_one_ms']:.1f} ms")
-    add(f"in-process encode / decode (n={i['n']})", f"{i['encode']:,.0f} / {i['decode']:,.0f} records/s")
+    add(f"in-process encode (encoder network) / decode (n={i['n']})",
+        f"{i['encode']:,.0f} / {i['decode']:,.0f} records/s")
+    if "encode_refined" in i:
+        add(f"in-process encode, refined ({i['encode_refine_steps']} steps; n={i['encode_refined_n']})",
+            f"{i['encode_refined']:,.0f} records/s")
     for x in s["rest"]:
         add(f"REST :sample n={x['n']}, {x['clients']} client(s)",
             f"{x['rps']:,.1f} req/s; p50 {x['p50_ms']:.1f} ms, p99 {x['p99_ms']:.1f} ms; /healthz p50 "

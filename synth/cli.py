@@ -178,7 +178,7 @@ def _print_tuning(tuning: dict | None) -> None:
     if not tuning:
         return
     prior, temps = tuning.get("prior") or {}, tuning.get("temperatures") or {}
-    leaves = tuning.get("leaf_temperatures") or {}
+    leaves, encoding = tuning.get("leaf_temperatures") or {}, tuning.get("encoding") or {}
     parts = []
     if "chosen" in prior:
         parts.append(f"latent_prior_components={prior['chosen']}")
@@ -186,8 +186,11 @@ def _print_tuning(tuning: dict | None) -> None:
         parts.append(f"{len(leaves['chosen'])} of {leaves['heads']} heads widened (leaf_temperatures)")
     if "chosen" in temps:
         parts += [f"{k}={v}" for k, v in temps["chosen"].items()]
+    if "chosen" in encoding:
+        parts += [f"{k}={v}" for k, v in encoding["chosen"].items()]
     skipped = [f"{name}: {d['skipped']}"
-               for name, d in (("prior", prior), ("leaf temperatures", leaves), ("temperatures", temps))
+               for name, d in (("prior", prior), ("leaf temperatures", leaves), ("temperatures", temps),
+                               ("encoding", encoding))
                if "skipped" in d]
     print(f"tuned on {tuning.get('validation_records')} validation records (seed {tuning.get('seed')}): "
           + (", ".join(parts) or "nothing") + ("; " + "; ".join(skipped) if skipped else ""), file=sys.stderr)
@@ -401,11 +404,18 @@ def cmd_tune(a: argparse.Namespace) -> int:
         changes["temperatures"] = False
     if a.no_calibrate:
         changes["calibrate"] = False
+    if a.no_encoding:
+        changes["encoding"] = False
     cfg = from_dict(TuneConfig, {**dataclasses.asdict(cfg), **changes})
     val = _read_data(a.validation, model.schema, a.data_format, a.skip_bad)
     train = _read_data(a.train, model.schema, a.data_format, a.skip_bad) if a.train else None
     tuning = tune_generation(model, train, val, cfg, cfg.max_seconds, regime)
     tuning["validation_path"] = str(a.validation)
+    # A part left alone keeps the record of the tuning that chose its current values
+    previous = model.metadata.get("tuning") or {}
+    for part in ("prior", "leaf_temperatures", "temperatures", "encoding"):
+        if str((tuning.get(part) or {}).get("skipped", "")).startswith("tune.") and part in previous:
+            tuning[part]["previous"] = previous[part]
     model.metadata["tuning"] = tuning
     out = a.out or str(store.resolve(a.model))
     store.save(model, out)
@@ -583,10 +593,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(s)
     s.set_defaults(func=cmd_fit_prior)
 
-    s = sub.add_parser("tune", help="choose the prior size and temperatures of a model on validation data",
+    s = sub.add_parser("tune", help="choose the prior size, temperatures and encoding of a model on validation data",
                        description="Choose the latent prior's size (by the validation posteriors' likelihood; "
-                                   "needs --train) and the generation temperatures (by scoring generated "
-                                   "records against --validation), as training does automatically. The "
+                                   "needs --train), the generation temperatures (by scoring generated "
+                                   "records against --validation) and how encode refines latents (by the "
+                                   "validation records' reconstruction), as training does automatically. The "
                                    "choices and every candidate's scores are stored in the artifact.")
     s.add_argument("model")
     s.add_argument("--validation", required=True, help="validation records (not trained on, not the test set)")
@@ -598,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-prior", action="store_true", help="keep the prior")
     s.add_argument("--no-temperatures", action="store_true", help="keep the temperatures")
     s.add_argument("--no-calibrate", action="store_true", help="keep the leaf temperatures")
+    s.add_argument("--no-encoding", action="store_true", help="keep how encode refines latents")
     s.add_argument("--out", help="write the updated artifact here (default: in place)")
     s.add_argument("--json", action="store_true", help="print the tuning record")
     data_args(s)

@@ -28,6 +28,7 @@ from synth.nn.draws import RowStreams
 from synth.fitstats import FitStats, fit_stats
 from synth.plan import TupleNode
 from synth.records import to_messages
+from synth.refine import refine_latents
 from synth.schema.loader import LoadedSchema, load_schema
 from synth.schema.tree import build_tree
 from synth.vae import DecodeOptions, RecordVAE
@@ -130,13 +131,24 @@ class Model:
 
     # -- the API ----------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, records: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (mu, sigma), each (n, latent_dim), on CPU. sigma is the first level's."""
+    def encode(self, records: Sequence[Any], refine_steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (mu, sigma), each (n, latent_dim), on CPU. sigma is the first level's.
+
+        mu is the encoder's mean refined by `refine_steps` gradient steps on each record's
+        reconstruction loss (default: the config's `encode_refine_steps`; 0: the encoder's
+        mean itself, what the prior is fitted to; synth/refine.py).
+        """
+        steps = self.config.encode_refine_steps if refine_steps is None else refine_steps
+        if steps < 0:
+            raise InvalidArgument(f"refine_steps must be >= 0, got {steps}")
         msgs = self.messages(records)
         mus, sigmas = [], []
         self.vae.eval()
         for i in range(0, len(msgs), self.chunk):
-            mu, _ = self.vae.encode(self.codec.encode(msgs[i: i + self.chunk]))
+            batch = self.codec.encode(msgs[i: i + self.chunk])
+            mu, enc = self.vae.encode(batch)
+            mu = refine_latents(self.vae, batch, mu, enc, steps, self.config.encode_refine_lr,
+                                self.config.encode_refine_guard)
             mus.append(mu.cpu())
             sigmas.append(self.vae.sigma(mu).cpu())
         if not mus:
@@ -180,7 +192,7 @@ class Model:
         msgs = self.messages(records)
         if len(msgs) > max_records:
             msgs = [msgs[i] for i in torch.randperm(len(msgs), generator=g)[:max_records].tolist()]
-        mu, sigma = self.encode(msgs)
+        mu, sigma = self.encode(msgs, refine_steps=0)
         self.vae.set_prior(fit_mixture(mu, sigma, components, generator=g))
 
     @torch.no_grad()

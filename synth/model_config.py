@@ -98,6 +98,15 @@ class ModelConfig:
     # "sum" (its negative log-likelihood), so the latent is worth spending on a string's
     # characters in proportion to how many there are (synth/nn/string_literal.py).
     string_loss: str = "sum"
+    # `encode` refines the encoder's posterior mean by this many Adam steps (at this rate)
+    # on the record's own reconstruction loss (synth/refine.py), so that rare and unseen
+    # strings come back from their latents; 0: the encoder's mean alone (paper). A field
+    # whose loss rises above its value at the mean costs `encode_refine_guard` times the
+    # rise on top (0: plain likelihood); the tuner chooses steps and guard on the
+    # validation split (synth/train/tune_encoding.py).
+    encode_refine_steps: int = 50
+    encode_refine_lr: float = 0.05
+    encode_refine_guard: float = 10.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -113,6 +122,12 @@ class ModelConfig:
             problems.append(Violation("leaf_temperatures", "temperatures must be finite and > 0"))
         if self.string_loss not in ("mean", "sum"):
             problems.append(Violation("string_loss", "must be 'mean' or 'sum'"))
+        if self.encode_refine_steps < 0:
+            problems.append(Violation("encode_refine_steps", "must be >= 0"))
+        if not 0 < self.encode_refine_lr < float("inf"):
+            problems.append(Violation("encode_refine_lr", "must be finite and > 0"))
+        if not 0 <= self.encode_refine_guard < float("inf"):
+            problems.append(Violation("encode_refine_guard", "must be finite and >= 0"))
         if self.field_order not in ("declared", "auto"):
             problems.append(Violation("field_order", "must be 'declared' or 'auto'"))
         if self.categorical_max_classes < 2:
@@ -144,9 +159,11 @@ PAPER: dict[str, object] = {
     "auto_categorical": False, "categorical_escape": False, "field_order": "declared",
     "scalar_likelihood": "mse", "generation_feedback": "emitted", "numeric_categories": False,
     "number_transform": "none", "string_context": False,
-    "string_loss": "mean",
+    "string_loss": "mean", "encode_refine_steps": 0,
 }
 
 # What a manifest that predates a setting meant by its absence (artifact format 1 from
-# protosynth 0.2.0 and earlier): the defaults of the time, which were the paper's.
-LEGACY: dict[str, object] = dict(PAPER)
+# protosynth 0.2.0 and earlier): the defaults of the time, which were the paper's. The
+# refinement of `encode` is left out: it changes no weight, so an old artifact still
+# rebuilds the model it was trained as, and gets today's encoding.
+LEGACY: dict[str, object] = {k: v for k, v in PAPER.items() if k != "encode_refine_steps"}

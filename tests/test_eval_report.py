@@ -106,8 +106,15 @@ def test_cli_evaluate_json_and_html(trained, capsys):
     # reconstruction of held-out rows too (issue 8's target), field by field
     held = r["levenshtein_per_char_heldout"]
     assert set(held) == set(r["levenshtein_per_char"]) and all(0 <= v < 10 for v in held.values())
+    # and every leaf column's: categories exact, numbers in units of their spread
+    cols = r["reconstruction_heldout"]
+    assert set(cols) == set(r["reconstruction"]) and {"name", "status", "home.lat", "items#count"} <= set(cols)
+    assert cols["status"]["kind"] == "category" and 0 <= cols["status"]["exact"] <= 1
+    assert "median_abs_error_sd" in cols["home.lat"] and all(0 <= c["error"] <= 1 for c in cols.values())
     from synth.eval.report import format_table
-    assert "Levenshtein per character (reconstruction of train rows; of held-out rows)" in format_table(r)
+    table = format_table(r)
+    assert "Levenshtein per character (reconstruction of train rows; of held-out rows)" in table
+    assert "reconstruction by leaf column" in table and "held-out" in table
     assert "pvalue" not in r  # no geo fields in this schema
     html = html_path.read_text()
     assert html.count("<svg") >= 5 and "Association difference" in html

@@ -27,6 +27,7 @@ def test_perf_quick_runs_every_part(tmp_path):
         assert train[key]["rate"] > 0, key
     assert train["flops"]["per_record"] > 1e5 and 0 < train["flops"]["share"] < 1
     assert inproc["sample"] > 0 and inproc["encode"] > 0 and inproc["decode"] > 0
+    assert 0 < inproc["encode_refined"] < inproc["encode"]  # refining takes gradient steps per record
     assert {(x["n"], x["clients"]) for x in serving["rest"]} == {(1, 1), (1, 16), (100, 1), (100, 16)}
     assert all(x["requests"] > 0 and x["errors"] == 0 and x["p99_ms"] >= x["p50_ms"] > 0 for x in serving["rest"])
     assert all(x["grpc_health_p99_ms"] >= x["grpc_health_p50_ms"] > 0 for x in serving["rest"])

@@ -183,7 +183,8 @@ class _Posteriors:
         self.vae.latent_distribution = lambda: (mean, cov)
         self.vae.set_prior = lambda mix: setattr(self, "installed", 0 if mix is None else mix.weights.numel())
 
-    def encode(self, records):
+    def encode(self, records, refine_steps=None):
+        assert refine_steps == 0  # the prior is fitted to the encoder's means, never refined ones
         mu = torch.stack(list(records)).float()
         return mu, torch.full_like(mu, self.sigma)
 
@@ -242,7 +243,7 @@ def test_the_prior_is_scored_on_draws_from_the_posteriors_not_their_means():
                                             torch.cov(train.double().T) + wide**2 * torch.eye(4))
     train_rows = list(train)  # the records are these tensors; the training ones are known by identity
     seen = {id(t) for t in train_rows}
-    fake.encode = lambda records: (torch.stack(list(records)).float(),
+    fake.encode = lambda records, refine_steps=None: (torch.stack(list(records)).float(),
                                    torch.tensor([[0.05 if id(r) in seen else wide] * 4 for r in records]))
     blurred = choose_prior(fake, train_rows, list(val), (0, 8), seed=1)
     assert blurred["chosen"] == 0, blurred["candidates"]
@@ -323,6 +324,15 @@ def test_tuned_settings_are_stored_and_used_by_synth_sample(tmp_path, capsys):
     assert manifest["model_config"]["latent_prior_components"] == tuning["prior"]["chosen"]
     leaves = tuning["leaf_temperatures"]
     assert leaves["heads"] >= 2 and manifest["model_config"]["leaf_temperatures"] == leaves["chosen"]
+    # the encoding: off, then refinement at each guard, scored on the same validation records
+    encoding = tuning["encoding"]
+    assert [(c["encode_refine_steps"], c["encode_refine_guard"]) for c in encoding["candidates"]] == [
+        (0, 10.0), (50, 0.0), (50, 10.0)]
+    best = min(c["mean_error"] for c in encoding["candidates"])
+    assert encoding["chosen"]["encode_refine_steps"] in {c["encode_refine_steps"] for c in encoding["candidates"]
+                                                         if c["mean_error"] <= best + 1e-3}
+    assert manifest["model_config"]["encode_refine_steps"] == encoding["chosen"]["encode_refine_steps"]
+    assert manifest["model_config"]["encode_refine_guard"] == encoding["chosen"]["encode_refine_guard"]
     capsys.readouterr()
     assert main(["sample", str(out), "-n", "5", "--seed", "3"]) == 0
     sampled = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
@@ -338,6 +348,8 @@ def test_tuned_settings_are_stored_and_used_by_synth_sample(tmp_path, capsys):
     again = store.read_manifest(tmp_path / "tuned")["metadata"]["tuning"]
     assert again["validation_path"] == str(val) and again["validation_records"] == 40
     assert "skipped" in again["prior"] and len(again["temperatures"]["candidates"]) == 2
+    assert again["prior"]["previous"] == tuning["prior"]  # the record of the kept choice stays
+    assert again["encoding"]["records"] == 40
     assert again["leaf_temperatures"]["heads"] == leaves["heads"]  # refitted on the given records
     kept = {next(iter(m.config.leaf_temperatures or m.vae.nodes)): 2.5}
     m.config = dataclasses.replace(m.config, leaf_temperatures=kept)
@@ -353,7 +365,7 @@ def test_tuning_without_enough_validation_keeps_the_configured_settings():
     before = m.config
     rec = tune_generation(m, rows(), rows(10, seed=2), TuneConfig(), budget_s=0)
     assert "skipped" in rec["prior"] and "skipped" in rec["temperatures"] and m.config == before
-    assert "skipped" in rec["leaf_temperatures"]
+    assert "skipped" in rec["leaf_temperatures"] and "skipped" in rec["encoding"]
 
 
 # -- the evaluation seed moves the headline numbers within their noise -------------------------------

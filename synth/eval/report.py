@@ -27,6 +27,7 @@ from synth.eval.levenshtein import per_char_by_field
 from synth.eval.memorization import copied_share
 from synth.eval.posterior import active_units, kl_per_dim, mutual_information
 from synth.eval.pvalue import fit_group_stats, pvalues
+from synth.eval.reconstruction import mean_error, reconstruction_by_column
 from synth.model import Model
 
 RECON_ROWS = 10000  # the paper's Levenshtein sample size
@@ -112,11 +113,11 @@ def evaluate(model: Model, train: Sequence[Any] | None, test: Sequence[Any] | No
     # reconstruction detail, on (up to) 10,000 training rows (held-out rows without --train)
     fields = string_fields(model)
     originals, report["unencodable_rows"] = _draw_encodable(model, train_msgs or real_msgs, recon_rows, rng)
-    report["levenshtein_per_char"] = _reconstruction(model, originals, fields)
+    report["levenshtein_per_char"], report["reconstruction"] = _reconstruction(model, originals, fields)
     report["levenshtein_rows"] = "train" if train_msgs else "data"
     if train_msgs and test_msgs:
         # issue 8's target is on rows the model never saw: new values go through the escapes
-        report["levenshtein_per_char_heldout"] = _reconstruction(
+        report["levenshtein_per_char_heldout"], report["reconstruction_heldout"] = _reconstruction(
             model, _draw_encodable(model, test_msgs, recon_rows, rng)[0], fields)
     if train_dicts is not None:
         report["memorization"] = {
@@ -135,7 +136,7 @@ def evaluate(model: Model, train: Sequence[Any] | None, test: Sequence[Any] | No
         test_ok, skipped_test = encodable(model, test_msgs[:LOSS_ROWS])
         report["loss"]["test"] = model.loss(test_ok, beta, sample_latent=True).total
         report["loss"]["test_rows_skipped"] = skipped_test
-    mu, sigma = model.encode(loss_rows)
+    mu, sigma = model.encode(loss_rows, refine_steps=0)  # the encoder network's posterior
     gen_t = torch.Generator().manual_seed(seed)
     report["posterior"] = {"active_units": active_units(mu), "latent_dim": model.latent_dim,
                            "mutual_information": mutual_information(mu[:1024], sigma[:1024], gen_t),
@@ -159,7 +160,7 @@ def _chains(model: Model, generated: list, train_dicts: list[dict], category: st
         rep = pvalues(as_dicts(current), stats)
         out.append({"round": k, "mean": rep.mean, "median": rep.median, "std": rep.std})
         if k < rounds:
-            mu, _ = model.encode(current)
+            mu, _ = model.encode(current, refine_steps=0)  # the paper's chains use the encoder alone
             current = model.decode(mu, seed=seed + k + 1)
     return out
 
@@ -220,9 +221,11 @@ def _draw_encodable(model: Model, msgs: Sequence[Any], rows: int, rng: np.random
     return encodable(model, [msgs[i] for i in idx])
 
 
-def _reconstruction(model: Model, originals: list, fields: list[str]) -> dict[str, float]:
-    """Levenshtein per character of decode(encode(.)), per string field."""
-    return per_char_by_field(as_dicts(originals), as_dicts(model.reconstruct(originals)), fields)
+def _reconstruction(model: Model, originals: list, fields: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    """decode(encode(.)) against the originals: Levenshtein per character of each top-level
+    string field (the paper's figure), and every leaf column's (synth/eval/reconstruction.py)."""
+    a, b = as_dicts(originals), as_dicts(model.reconstruct(originals))
+    return per_char_by_field(a, b, fields), reconstruction_by_column(model.tree, a, b)
 
 
 def format_table(r: dict[str, Any]) -> str:
@@ -238,6 +241,7 @@ def format_table(r: dict[str, Any]) -> str:
     lines.append(f"Levenshtein per character (reconstruction of {r['levenshtein_rows']} rows"
                  + ("; of held-out rows)" if held else ")"))
     lines += [f"  {k:<12} {v:.3f}" + (f"   {held[k]:.3f}" if held else "") for k, v in r["levenshtein_per_char"].items()]
+    lines += _format_reconstruction(r.get("reconstruction") or {}, r.get("reconstruction_heldout"))
     m = r["memorization"]
     if "values_in_training" in m:
         lines += ["", "share of generated values seen in training"]
@@ -249,6 +253,20 @@ def format_table(r: dict[str, Any]) -> str:
     lines += [f"posterior  active units {p['active_units']}/{p['latent_dim']}  "
               f"MI {p['mutual_information']:.2f} nats  KL/dim {p['kl_per_dim']:.3f}"]
     return "\n".join(lines)
+
+
+def _format_reconstruction(rows: dict[str, Any], held: dict[str, Any] | None) -> list[str]:
+    """Per leaf column: share exact and mean error (0-1), on the reconstructed rows (and held-out ones)."""
+    if not rows:
+        return []
+    head = "exact / error" + ("   held-out" if held else "")
+    lines = ["", f"reconstruction by leaf column ({mean_error(rows):.3f} mean error"
+             + (f"; held-out {mean_error(held):.3f}" if held else "") + ")", f"  {'':<28} {head}"]
+    for name, c in rows.items():
+        cell = f"{c['exact']:.3f} / {c['error']:.3f}"
+        h = (held or {}).get(name)
+        lines.append(f"  {name[:28]:<28} {cell}" + (f"   {h['exact']:.3f} / {h['error']:.3f}" if h else ""))
+    return lines
 
 
 def html(r: dict[str, Any], model: Model, real: Sequence[dict], generated: Sequence[dict]) -> str:

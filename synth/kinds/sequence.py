@@ -80,7 +80,7 @@ class SequenceKind(Kind):
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
         el = node.element
         emitted, stop = vae.module_for(node).decode_train(e, enc[el.path], tensor(data.lengths, vae.device),
-                                                          opts.p_truth_tuple, opts.generator)
+                                                          opts.sequence_truth, opts.generator)
         losses.add(node.path + "/length", stop, vae.root_of(batch, node))
         losses.add(el.path + "/skew", skew(emitted, enc[el.path]), vae.root_of(batch, el))
         vae.decode_node(el, emitted, batch, enc, opts, losses, pending)

@@ -65,6 +65,12 @@ class TuneConfig:
     sample_temperatures: tuple[float, ...] = (0.5, 0.75, 1.0)
     latent_temperatures: tuple[float, ...] = (0.7, 0.85, 1.0)
     samples: int = 1000  # generated records per temperature candidate
+    # choose how `encode` refines latents: off, or ModelConfig.encode_refine_steps at each
+    # guard below, by the reconstruction of `encoding_records` validation records
+    # (synth/train/tune_encoding.py)
+    encoding: bool = True
+    encoding_guards: tuple[float, ...] = (0.0, 10.0)
+    encoding_records: int = 300
     min_validation_records: int = 100  # fewer validation records: nothing is tuned (configured values kept)
     max_fraction: float = 0.1  # wall-time cap: this fraction of the training time ...
     max_seconds: float = 300.0  # ... and at most this many seconds
@@ -78,6 +84,10 @@ class TuneConfig:
             problems.append(Violation("sample_temperatures", "temperatures must be > 0"))
         if self.samples < 1:
             problems.append(Violation("samples", "must be >= 1"))
+        if any(not 0 <= g < float("inf") for g in self.encoding_guards):
+            problems.append(Violation("encoding_guards", "guards must be finite and >= 0"))
+        if self.encoding_records < 1:
+            problems.append(Violation("encoding_records", "must be >= 1"))
         if self.max_fraction < 0 or self.max_seconds < 0:
             problems.append(Violation("max_seconds", "max_fraction and max_seconds must be >= 0"))
         if self.seed == BENCHMARK_EVAL_SEED:

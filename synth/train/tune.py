@@ -1,6 +1,7 @@
-"""Generation settings chosen on the validation split, after training (docs/training.md).
+"""Generation and encoding settings chosen on the validation split, after training
+(docs/training.md).
 
-Three choices, all made on the validation records only (never on test data, and with
+Four choices, all made on the validation records only (never on test data, and with
 an evaluation seed that is not the benchmark's):
 
 1. The latent prior's size K among `prior_candidates` and the configured
@@ -27,7 +28,10 @@ an evaluation seed that is not the benchmark's):
    the lower mean TV distance. Detection comes first because it is the one figure
    that sees joint structure of all fields; the others only break ties it cannot.
 
-Both need `min_validation_records` validation records (fewer give a noisy choice: the
+4. How `encode` refines latents: off, or with each guard of `encoding_guards`, by the
+   validation records' reconstruction error (synth/train/tune_encoding.py).
+
+All need `min_validation_records` validation records (fewer give a noisy choice: the
 configured settings are kept and the record says so). The model's configured
 settings are always a candidate (the first, for the temperatures), so when the wall-time
 cap cuts the grid short they are kept unless something scored better. The choices and
@@ -47,7 +51,9 @@ import torch
 from synth.eval.posterior import posterior_draws
 from synth.latent_prior import Mixture, fit_mixture
 from synth.train.calibrate import calibrate_leaves
+from synth.train.candidates import score_in_turn
 from synth.train.config import TuneConfig
+from synth.train.tune_encoding import choose_encoding
 
 MAX_POSTERIORS = 20000  # training posteriors the mixtures are fitted on (as fit_latent_prior)
 POSTERIOR_DRAWS = 4  # latent draws per validation posterior in the prior's score
@@ -56,7 +62,7 @@ DETECTION_TIE = 0.01  # detection AUCs closer than this (or their gap's noise) a
 
 def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequence[Any], cfg: TuneConfig,
                     budget_s: float, regime: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
-    """Choose the prior size, leaf temperatures and temperatures on `validation`; update
+    """Choose the prior size, leaf temperatures, temperatures and encoding on `validation`; update
     `model`; return the record.
 
     `train`: the training records (for the prior's posteriors; None keeps the current prior).
@@ -91,6 +97,12 @@ def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequenc
         out["temperatures"] = {"skipped": too_few}
     else:
         out["temperatures"] = choose_temperatures(model, val, cfg, deadline)
+    if not cfg.encoding:
+        out["encoding"] = {"skipped": "tune.encoding is off"}
+    elif len(val) < cfg.min_validation_records:
+        out["encoding"] = {"skipped": too_few}
+    else:
+        out["encoding"] = choose_encoding(model, val, cfg, deadline)
     out["wall_s"] = round(time.time() - t0, 2)
     return out
 
@@ -104,8 +116,9 @@ def choose_prior(model: Any, train: Sequence[Any], val: Sequence[Any], candidate
     train = list(train)
     if len(train) > MAX_POSTERIORS:
         train = [train[i] for i in torch.randperm(len(train), generator=g)[:MAX_POSTERIORS].tolist()]
-    mu_t, sigma_t = model.encode(train)
-    mu_v, sigma_v = model.encode(val)
+    # The prior is the distribution generation draws from: the encoder's means, unrefined
+    mu_t, sigma_t = model.encode(train, refine_steps=0)
+    mu_v, sigma_v = model.encode(val, refine_steps=0)
     # The prior's part of the validation ELBO, E_q(z|x) log p(z): scored on draws from the
     # validation posteriors, not their means alone, so a prior is judged by how it covers
     # the latents the decoder is actually trained on (their spread included).
@@ -160,28 +173,19 @@ def choose_temperatures(model: Any, val: Sequence[Any], cfg: TuneConfig, deadlin
     base = (model.config.sample_temperature, model.config.latent_temperature)
     grid = [base] + [c for c in itertools.product(cfg.sample_temperatures, cfg.latent_temperatures) if c != base]
     original = model.config
-    rows: list[dict[str, Any]] = []
-    skipped: list[dict[str, float]] = []
-    for st, lt in grid:
-        cost = max((r["wall_s"] for r in rows), default=0.0)
-        if rows and time.time() + cost > deadline:
-            skipped.append({"sample_temperature": st, "latent_temperature": lt})
-            continue
-        t = time.time()
-        model.config = dataclasses.replace(original, sample_temperature=st, latent_temperature=lt)
-        try:
-            generated = [to_dict(m) for m in model.sample(cfg.samples, seed=cfg.seed)]
-        finally:
-            model.config = original
+
+    def score() -> dict[str, Any]:
+        generated = [to_dict(m) for m in model.sample(cfg.samples, seed=cfg.seed)]
         r = compare_records(model.tree, real, generated, seed=cfg.seed)
         summ = r["summary"]
-        rows.append({"sample_temperature": st, "latent_temperature": lt,
-                     "detection_auc": summ.get("detection_auc"),
-                     "detection_auc_std": (r.get("detection") or {}).get("std"),
-                     "mean_tv": summ.get("mean_tv"), "mean_ks": summ.get("mean_ks"),
-                     "association_mean_abs_diff": summ.get("association_mean_abs_diff"),
-                     "p_mean": summ.get("p_mean"), "p_below_0_05": summ.get("p_below_0_05"),
-                     "wall_s": round(time.time() - t, 2)})
+        return {"detection_auc": summ.get("detection_auc"),
+                "detection_auc_std": (r.get("detection") or {}).get("std"),
+                "mean_tv": summ.get("mean_tv"), "mean_ks": summ.get("mean_ks"),
+                "association_mean_abs_diff": summ.get("association_mean_abs_diff"),
+                "p_mean": summ.get("p_mean"), "p_below_0_05": summ.get("p_below_0_05")}
+
+    rows, skipped = score_in_turn(model, [{"sample_temperature": st, "latent_temperature": lt} for st, lt in grid],
+                                  deadline, score)
     best = pick(rows)
     model.config = dataclasses.replace(original, sample_temperature=best["sample_temperature"],
                                        latent_temperature=best["latent_temperature"])
