@@ -207,7 +207,8 @@ class Synthesizer:
     def encode(self, rows: Any, *, return_std: bool = False, data_format: str | None = None) -> Any:
         """The latent means of `rows`: a numpy float32 array of shape (n, latent_dim).
 
-        These are the posterior means mu (what `decode` and `interpolate` take). With
+        These are the posterior means mu (what `decode` and `interpolate` take), refined on
+        each record as the model's `encode_refine_steps` says (docs/model.md, "Encoding"). With
         `return_std=True`, returns `(mean, std)` (std: the first level's sigma).
         """
         model = self._fitted()
