@@ -315,17 +315,19 @@ class Model:
         mix = prior.with_weights(torch.softmax(logw, 0).float(), self.config.latent_temperature)
         return lambda n, g: sample_mixture(mix, n, g)
 
-    def reconstruct(self, records: Sequence[Any], greedy: bool = True, seed: int | None = None) -> list[Message]:
+    def reconstruct(self, records: Sequence[Any], greedy: bool = True, seed: int | None = None,
+                    refine_steps: int | None = None) -> list[Message]:
         """decode(encode(records).mu): greedy by default, so the result is deterministic."""
-        mu, _ = self.encode(records)
+        mu, _ = self.encode(records, refine_steps=refine_steps)
         return self.decode(mu, greedy=greedy, seed=seed)
 
     def interpolate(self, a: Any, b: Any, steps: int = 8, method: str = "linear",
-                    greedy: bool = True, seed: int | None = None) -> tuple[list[Message], torch.Tensor]:
+                    greedy: bool = True, seed: int | None = None,
+                    refine_steps: int | None = None) -> tuple[list[Message], torch.Tensor]:
         """Records along the path between the latents of a and b (inclusive), and the latents."""
         if steps < 2:
             raise InvalidArgument(f"steps must be >= 2, got {steps}")
-        mu, _ = self.encode([a, b])
+        mu, _ = self.encode([a, b], refine_steps=refine_steps)
         t = torch.linspace(0, 1, steps).unsqueeze(1)
         if method == "linear":
             z = (1 - t) * mu[0] + t * mu[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import time
 
+import numpy as np
 import pytest
 
 from conftest_server import servers  # noqa: F401 - pytest fixture
@@ -79,6 +80,21 @@ def test_caps_follow_the_field_and_the_configured_maximum(servers):  # noqa: F81
     with pytest.raises(InvalidArgument) as e:
         servers.service.sample(MODEL, 1, where={"city": "z" * 300})
     assert "at most" in e.value.violations[0].message
+
+
+def test_the_server_setting_sets_the_encodings_gradient_steps(servers):  # noqa: F811
+    """`encode_refine_steps` = 0: encode, interpolate and reconstruct use the encoder alone
+    (fast); unset, each model refines as its config says."""
+    fast = SynthService(ModelRegistry(servers.models_dir, include_bundled=False), Limits(encode_refine_steps=0))
+    rows = place_records(3)
+    model = fast.registry.model(MODEL)
+    quick = np.array([l.mean for l in fast.encode(MODEL, rows)])
+    np.testing.assert_allclose(quick, model.encode(rows, refine_steps=0)[0].numpy(), atol=1e-5)
+    refined = np.array([l.mean for l in servers.service.encode(MODEL, rows)])
+    np.testing.assert_allclose(refined, model.encode(rows)[0].numpy(), atol=1e-5)
+    assert np.abs(refined - quick).max() > 1e-3  # the default does refine
+    path = fast.interpolate(MODEL, rows[0], rows[1], steps=2)
+    np.testing.assert_allclose(np.array(path.latents[0]), quick[0], atol=1e-5)
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])

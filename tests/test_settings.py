@@ -51,6 +51,14 @@ def test_serve_help_lists_every_setting_with_its_variable():
             f"SYNTH_{name.upper()}" in out
 
 
+def test_the_encodings_gradient_steps_are_a_setting():
+    assert load_settings().limits().encode_refine_steps is None  # each model's own
+    assert load_settings(encode_refine_steps=0).limits().encode_refine_steps == 0
+    with pytest.raises(ConfigError) as e:
+        load_settings(encode_refine_steps=-1)
+    assert [v.path for v in e.value.violations] == ["encode_refine_steps"]
+
+
 def test_serve_refuses_bad_settings_before_starting(monkeypatch):
     proc = subprocess.run([sys.executable, "-m", "synth.server", "--http-port", "-5"],
                           capture_output=True, text=True, timeout=120)

@@ -72,6 +72,10 @@ class ServerSettings(BaseSettings):
     number_range_sigmas: float = Field(Limits.number_range_sigmas, gt=0,
                                        description="numbers within this many training std devs of the mean")
     max_temperature: float = Field(Limits.max_temperature, gt=0, le=1000, description="highest sampling temperature")
+    encode_refine_steps: int | None = Field(None, ge=0, le=10_000,
+                                            description="gradient steps encode/interpolate/reconstruct take per "
+                                                        "record (default: each model's own, 50 for the bundled "
+                                                        "one, about 0.5 s a record; 0: the encoder alone, fastest)")
     max_schema_fields: int = Field(Limits.max_schema_fields, ge=1, le=100_000,
                                    description="fields in an uploaded schema (all message types it reaches)")
     max_schema_depth: int = Field(Limits.max_schema_depth, ge=1, le=200,

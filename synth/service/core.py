@@ -198,7 +198,7 @@ class SynthService:
     def encode(self, name: str, records: Sequence[Any]) -> list[Latent]:
         model = self.registry.model(name)
         msgs = self.parse_records(name, records)
-        mu, sigma = self.worker.call(lambda: model.encode(msgs))
+        mu, sigma = self.worker.call(lambda: model.encode(msgs, refine_steps=self.limits.encode_refine_steps))
         return [Latent(m, s) for m, s in zip(mu.tolist(), sigma.tolist())]
 
     def decode(self, name: str, latents: Sequence[Sequence[float]], temperature: float | None = None,
@@ -219,13 +219,15 @@ class SynthService:
         cls = self.message_class(name)
         a = self._checked(model, _record(start, cls, "from"), "from")
         b = self._checked(model, _record(end, cls, "to"), "to")
-        records, z = self.worker.call(lambda: model.interpolate(a, b, steps=steps, method=method or "linear"))
+        refine = self.limits.encode_refine_steps
+        records, z = self.worker.call(lambda: model.interpolate(a, b, steps=steps, method=method or "linear",
+                                                                refine_steps=refine))
         return Interpolation(records, z.tolist())
 
     def reconstruct(self, name: str, records: Sequence[Any]) -> list[Message]:
         model = self.registry.model(name)
         msgs = self.parse_records(name, records)
-        return self.worker.call(lambda: model.reconstruct(msgs))
+        return self.worker.call(lambda: model.reconstruct(msgs, refine_steps=self.limits.encode_refine_steps))
 
     def parse_records(self, name: str, records: Sequence[Any]) -> list[Message]:
         """Records (JSON dicts/text, serialized bytes or messages) as messages of the model's schema."""

@@ -42,6 +42,9 @@ class Limits:
     max_string_bytes: int = 4096  # a string value in a record or `where`, whatever the field
     number_range_sigmas: float = 50.0  # numbers within this many training std devs of the mean
     max_temperature: float = 10.0
+    # Gradient steps of encode / interpolate / reconstruct on each record (docs/model.md,
+    # "Encoding"); None: each model's own `encode_refine_steps`; 0: the encoder network alone
+    encode_refine_steps: int | None = None
     # Uploaded schemas (training jobs): checked before protobuf builds any class.
     max_schema_fields: int = 2_000  # fields of all message types the record message reaches
     max_schema_depth: int = 32  # longest chain of distinct nested message types
