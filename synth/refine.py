@@ -34,14 +34,15 @@ def refine_latents(vae: RecordVAE, batch: Batch, mu: torch.Tensor, enc: dict[str
     enc = {k: v.detach() for k, v in enc.items()}
     z = mu.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
-    with torch.no_grad():
-        start = vae.reconstruction_terms(batch, mu, enc)  # (fields, B)
+    start = None  # each field's loss at the encoder's mean: the first step's
     with torch.enable_grad():
         for _ in range(steps):
-            terms = vae.reconstruction_terms(batch, z, enc)
-            if not terms.requires_grad:  # nothing in the records depends on the latent
-                return mu
-            loss = (terms + guard * torch.relu(terms - start)).sum()
+            terms = vae.reconstruction_terms(batch, z, enc)  # (fields, B)
+            if start is None:
+                if not terms.requires_grad:  # nothing in the records depends on the latent
+                    return mu
+                start = terms.detach()
+            loss = (terms + guard * torch.relu(terms - start)).sum() if guard else terms.sum()
             (z.grad,) = torch.autograd.grad(loss, z)
             opt.step()
     return z.detach()

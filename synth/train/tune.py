@@ -85,24 +85,17 @@ def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequenc
     else:
         candidates = tuple(cfg.prior_candidates) + (model.config.latent_prior_components,)
         out["prior"] = choose_prior(model, model.messages(train), val, candidates, cfg.seed)
-    if not cfg.calibrate:
-        out["leaf_temperatures"] = {"skipped": "tune.calibrate is off"}
-    elif len(val) < cfg.min_validation_records:
-        out["leaf_temperatures"] = {"skipped": too_few}
-    else:
-        out["leaf_temperatures"] = calibrate_leaves(model, val, regime, cfg.seed)
-    if not cfg.temperatures:
-        out["temperatures"] = {"skipped": "tune.temperatures is off"}
-    elif len(val) < cfg.min_validation_records:
-        out["temperatures"] = {"skipped": too_few}
-    else:
-        out["temperatures"] = choose_temperatures(model, val, cfg, deadline)
-    if not cfg.encoding:
-        out["encoding"] = {"skipped": "tune.encoding is off"}
-    elif len(val) < cfg.min_validation_records:
-        out["encoding"] = {"skipped": too_few}
-    else:
-        out["encoding"] = choose_encoding(model, val, cfg, deadline)
+    # The other parts: each has its switch, and needs enough validation records
+    parts = (("leaf_temperatures", "calibrate", lambda: calibrate_leaves(model, val, regime, cfg.seed)),
+             ("temperatures", "temperatures", lambda: choose_temperatures(model, val, cfg, deadline)),
+             ("encoding", "encoding", lambda: choose_encoding(model, val, cfg, deadline)))
+    for part, switch, choose in parts:
+        if not getattr(cfg, switch):
+            out[part] = {"skipped": f"tune.{switch} is off"}
+        elif len(val) < cfg.min_validation_records:
+            out[part] = {"skipped": too_few}
+        else:
+            out[part] = choose()
     out["wall_s"] = round(time.time() - t0, 2)
     return out
 
