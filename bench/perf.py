@@ -631,6 +631,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         return 0
     if a.part:
+        if a.part in ("train", "inprocess"):  # as `synth train` and `synth sample` do (synth/allocator.py)
+            from synth.allocator import keep_freed_memory
+
+            keep_freed_memory()
         result = {"train": part_train, "inprocess": part_inprocess, "loadgen": part_loadgen}[a.part](a)
         a.part_json.write_text(json.dumps(result))
         return 0

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from synth.allocator import keep_freed_memory
 from synth.errors import SynthError
 
 
@@ -621,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # before any tensor: big ones then reuse pages (synth/allocator.py)
     try:
         return args.func(args)
     except SynthError as e:  # the contract's classes: the library's and the client's alike

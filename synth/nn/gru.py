@@ -76,8 +76,11 @@ class CeluGRUCell(nn.Module):
             gi = self.project_input(x)  # (n, 3H)
         gh = rowwise.linear(h, self.weight_hh, self.bias_hh)  # (n, 3H)
         H = self.hidden_size
+        # split, not slices: a slice's backward allocates and zeroes the whole (n, 3H)
+        # gradient for each part, a split's concatenates the parts' gradients once
+        gi_rz, gi_n = gi.split([2 * H, H], 1)
+        gh_rz, gh_n = gh.split([2 * H, H], 1)
         # r and z in one kernel call: fewer passes over the batch than two sigmoids
-        rz = rowwise.pointwise(torch.sigmoid, gi[:, : 2 * H] + gh[:, : 2 * H])
-        r, z = rz[:, :H], rz[:, H:]
-        n = self.candidate(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        r, z = rowwise.pointwise(torch.sigmoid, gi_rz + gh_rz).split(H, 1)
+        n = self.candidate(gi_n + r * gh_n)
         return n + z * (h - n)  # = (1 - z) * n + z * h

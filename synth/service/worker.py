@@ -45,6 +45,9 @@ def main(spec: dict[str, Any], conn: Connection, threads: int, memory_mb: int) -
     try:
         import torch
 
+        from synth.allocator import keep_freed_memory
+
+        keep_freed_memory()
         torch.set_num_threads(max(1, threads))
         summary = train(spec, lambda row: conn.send(("progress", row)))
         conn.send(("done", summary))
