@@ -67,12 +67,12 @@ def test_serve_refuses_bad_settings_before_starting(monkeypatch):
 
 
 def test_stream_chunk_defaults_follow_the_device(monkeypatch):
-    """512 records per chunk on the CPU, 8,192 on a GPU (where a model call of 512 rows
-    costs about as much as one of 8,192); an explicit value wins on both."""
+    """1,024 records per chunk on the CPU (the size of its model calls), 8,192 on a GPU (where
+    a model call of 1,024 rows costs about as much as one of 8,192); an explicit value wins on both."""
     from synth.server.settings import GPU_SAMPLE_CHUNK
 
     monkeypatch.delenv("SYNTH_SAMPLE_CHUNK", raising=False)
-    assert load_settings(device="cpu").limits().sample_chunk == Limits.sample_chunk == 512
+    assert load_settings(device="cpu").limits().sample_chunk == Limits.sample_chunk == 1024
     assert load_settings(device="cuda").limits().sample_chunk == GPU_SAMPLE_CHUNK == 8192
     assert load_settings(device="cuda", sample_chunk=64).limits().sample_chunk == 64
     monkeypatch.setenv("SYNTH_SAMPLE_CHUNK", "100")

@@ -124,7 +124,7 @@ class ServerSettings(BaseSettings):
     def limits(self) -> Limits:
         values = {name: getattr(self, name) for name in Limits.__dataclass_fields__}
         if values["sample_chunk"] is None:
-            # A GPU's model call costs about the same for 512 rows as for 8,192 (per-step
+            # A GPU's model call costs about the same for 1,024 rows as for 8,192 (per-step
             # launches dominate), so streams there take bigger chunks: 9,311 against 130k+
             # records/s on an H200 (docs/benchmarks.md, "Performance on a GPU")
             cuda = self.resolved_device().startswith("cuda")

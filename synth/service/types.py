@@ -36,7 +36,9 @@ class Limits:
     max_interpolate_steps: int = 1_000
     max_train_steps: int = 100_000
     max_upload_bytes: int = 64 << 20  # request bodies, and a job's data file
-    sample_chunk: int = 512  # records generated per chunk (and per streamed message)
+    # records generated per chunk (and per streamed message); the CPU's best model call size
+    # (synth.model.CHUNK): 512 streamed 8% slower (docs/benchmarks.md, Performance)
+    sample_chunk: int = 1024
     jobs_kept: int = 200  # finished jobs remembered for GET /v1/jobs/{id}
     # Bounded work per request (synth.service.bounds): checked before any model work.
     max_string_bytes: int = 4096  # a string value in a record or `where`, whatever the field
