@@ -275,6 +275,15 @@ def part_train(a: argparse.Namespace) -> dict[str, Any]:
     peak = matmul_flops(device, 512 if a.quick else (8192 if cuda else 2048))
     out["flops"] = {"per_record": flops, "achieved": flops * out["address"]["rate"], "matmul": peak,
                     "share": flops * out["address"]["rate"] / peak}
+    # issue 10 sets its 60% for the default recipe: the bundled model's config, at batch 256
+    # and at the paper config's best batch
+    log("FLOPs, bundled model's config")
+    flops_b = flops_per_record(address(bundled_cfg), best.train, rows, base, device)
+    rates_b = {base: out["bundled_config"]["rate"]}
+    if best_batch != base:
+        rates_b[best_batch] = train_rate(address(bundled_cfg), best.train, rows, best_batch, steps, device)
+    out["flops_bundled"] = {"per_record": flops_b, "matmul": peak,
+                            "share": {b: flops_b * r / peak for b, r in rates_b.items()}, "rate": rates_b}
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
@@ -580,6 +589,11 @@ def table(r: dict[str, Any]) -> str:
     add("model FLOPs per record (matrix products, forward + backward)", f"{f['per_record'] / 1e6:,.1f} MFLOP")
     add("achieved FLOP/s (address, batch 256) / fp32 matmul FLOP/s",
         f"{f['achieved'] / 1e9:,.2f} / {f['matmul'] / 1e9:,.1f} GFLOP/s = {100 * f['share']:.1f}%")
+    if fb := t.get("flops_bundled"):
+        shares = ", ".join(f"batch {b}: {fb['rate'][b]:,.0f} records/s, {100 * v:.1f}%"
+                           for b, v in fb["share"].items())
+        add("the default recipe (bundled model's config): FLOPs per record; achieved / matmul FLOP/s",
+            f"{fb['per_record'] / 1e6:,.1f} MFLOP; {shares}")
     add(f"in-process sample, bundled model (n={i['n']})",
         f"{i['sample']:,.0f} records/s = {i['sample'] / t['bundled_config']['rate']:.1f}x its config's training")
     if "generate_tensors" in i:

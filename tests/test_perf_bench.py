@@ -26,6 +26,8 @@ def test_perf_quick_runs_every_part(tmp_path):
     for key in ("address", "bundled_config", "repeated", "naive"):
         assert train[key]["rate"] > 0, key
     assert train["flops"]["per_record"] > 1e5 and 0 < train["flops"]["share"] < 1
+    bundled = train["flops_bundled"]
+    assert bundled["per_record"] > 1e5 and all(0 < v < 1 for v in bundled["share"].values())
     assert inproc["sample"] > 0 and inproc["encode"] > 0 and inproc["decode"] > 0
     assert 0 < inproc["encode_refined"] < inproc["encode"]  # refining takes gradient steps per record
     assert {(x["n"], x["clients"]) for x in serving["rest"]} == {(1, 1), (1, 16), (100, 1), (100, 16)}

@@ -95,8 +95,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress = progress
         self.run_config = run_config or RunConfig(model.config, cfg)
-        # AdamW with weight_decay 0 is Adam, step for step
-        self.opt = torch.optim.AdamW(model.vae.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        self.opt = adam(model.vae.parameters(), cfg)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
         self.sampler = Sampler(len(self.train_msgs), cfg.batch_size, cfg.seed)
@@ -558,3 +557,17 @@ def _bar(enabled: bool, start: int, total: int | None):
 
     bar.update_to = update_to  # type: ignore[attr-defined]
     return bar
+
+
+def adam(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (with weight_decay 0, Adam step for step), fused where torch has the kernel.
+
+    Why fused: the per-parameter loop took 11.6 ms a step on the CPU for the bundled
+    model's 168 tensors, 7% of a training step at batch 256; the fused kernel 3.7 ms
+    (docs/benchmarks.md, Performance). It is the same update, rounded in another order."""
+    params = list(params)
+    kw = dict(lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, **kw)
