@@ -187,3 +187,30 @@ def test_every_kind_trains_under_bf16_autocast(index):
                                          checkpoint_every=0, validation_fraction=0.0), records, progress=False)
     stats = trainer.train_step()
     assert stats["loss"].dtype == torch.float32 and torch.isfinite(stats["loss"]), stats
+
+
+def test_a_categorical_fed_back_by_its_projection_table_matches_its_embedding_projected():
+    """Generation feeds a drawn label back as a lookup in its projection table
+    (`CategoricalKind.feedback`); it must equal the next cell's projection of the label's
+    embedding, escape rows (class plus characters) included."""
+    from synth import store
+    from synth.kinds.base import Kind
+
+    model = store.load(store.bundled_models()["vermont-address"])
+    vae, root = model.vae, model.vae.plan
+    with torch.inference_mode():
+        vae.eval()
+        batch = vae.generate(model.sample_latents(512, torch.Generator().manual_seed(0)), 0.8, False,
+                             torch.Generator().manual_seed(1), reencode=True)
+        cells = vae.module_for(root).dec_cells
+        escapes = 0
+        for i, child in enumerate(root.children[:-1]):
+            if not isinstance(child, CategoricalKind.node_type):
+                continue
+            data = batch.nodes[child.path]
+            got = kind_of(child).feedback(vae, child, data, batch, cells[i + 1])
+            want = Kind.feedback(kind_of(child), vae, child, data, batch, cells[i + 1])
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+            if child.other is not None:
+                escapes += int((torch.as_tensor(data.values) == len(child.classes)).sum())
+    assert escapes > 0  # the escape's path was exercised

@@ -193,6 +193,11 @@ class Kind:
         """For leaves: encoder embeddings (n, D) of generated values (children's data in `batch`)."""
         raise NotImplementedError(type(node).__name__)
 
+    def feedback(self, vae: RecordVAE, node: Node, data: NodeData, batch: Batch, cell: Any) -> torch.Tensor:
+        """For leaves: the input projection (n, 3H) that GRU `cell` takes for generated values,
+        when a Tuple decoder feeds them back (`generation_feedback = "reencoded"`)."""
+        return cell.project_input(self.encode_values(vae, node, data, batch))
+
     def order_key(self, node: Node) -> tuple:
         """Where a Tuple decoder generates this child under `field_order = "auto"`: lower
         first. Fields others depend on (closed vocabularies, numbers) come before free text,

@@ -21,12 +21,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch.nn.functional as F
 
 from synth.batch import tensor
 from synth.errors import Violation
 from synth.fitstats import MAX_CATEGORIES
 from synth.kinds.base import Kind, Node, at, kind_of, register, value_kinds
 from synth.kinds.number import NumberNode
+from synth.nn import rowwise
 from synth.nn.categorical import Categorical
 from synth.schema.tree import INT_TYPES, FieldNode
 
@@ -219,6 +221,24 @@ class CategoricalKind(Kind):
             return e
         other = batch.nodes[node.other.path]
         return self._with_other(vae, node, data, e, kind_of(node.other).encode_values(vae, node.other, other, batch))
+
+    def feedback(self, vae, node, data, batch, cell):
+        module = vae.module_for(node)
+        if module.numeric:  # its class table is computed per call: no table to keep
+            return super().feedback(vae, node, data, batch, cell)
+        # Each class's projection looked up, not its embedding multiplied again for every
+        # row: about a sixth of a sampling chunk's products on Vermont's seven labels
+        # (docs/benchmarks.md, Performance). The cell keeps the table until a weight changes.
+        idx = tensor(np.asarray(data.values), vae.device)
+        gi = F.embedding(idx, cell.input_table(module.enc.weight))
+        if node.other is None:
+            return gi
+        rows = self._rare(vae, node, data).nonzero()[:, 0]
+        if not len(rows):
+            return gi
+        # the escape's embedding is added to the class's (`_with_other`): so is its projection
+        other = kind_of(node.other).encode_values(vae, node.other, batch.nodes[node.other.path], batch)
+        return gi.index_add(0, rows, rowwise.linear(other.to(gi.dtype), cell.weight_ih))
 
     def order_key(self, node) -> tuple:
         # Every categorical before the numbers and strings, fewest classes first: the

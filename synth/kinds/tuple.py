@@ -168,8 +168,11 @@ class TupleKind(Kind):
         m = vae.module_for(node)
         root = data.root
         h, x = m.start(e)
+        gi = None  # the next cell's input projection, when the fed-back value gives it directly
+        last = len(node.children) - 1
         for i, child in enumerate(node.children):
-            h, e_c = m.step(i, x, h)
+            h, e_c = m.step(i, x, h, gi)
+            gi = None
             kind = kind_of(child)
             if child.path in g.fixed:
                 x = g.fixed[child.path].expand(e.shape[0], -1)
@@ -177,7 +180,8 @@ class TupleKind(Kind):
             elif g.reencode and kind.leaf:
                 # feed back the embedding of the value actually drawn, not the emitted one
                 vae.generate_node(child, e_c, root, batch, g, None)
-                x = kind.encode_values(vae, child, batch.nodes[child.path], batch)
+                if i < last:  # nothing reads the last child's
+                    gi = kind.feedback(vae, child, batch.nodes[child.path], batch, m.dec_cells[i + 1])
             else:
                 vae.generate_node(child, e_c, root, batch, g, pending)
                 x = e_c

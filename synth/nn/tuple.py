@@ -57,9 +57,11 @@ class Tuple(nn.Module):
         h = self.dec_init(emb)
         return h, torch.zeros_like(h)
 
-    def step(self, i: int, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Advance to child i given the previous child's embedding x -> (state, emitted child embedding)."""
-        h = self.dec_cells[i](x, h)
+    def step(self, i: int, x: torch.Tensor | None, h: torch.Tensor,
+             gi: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance to child i given the previous child's embedding x, or its input projection
+        gi for cell i -> (state, emitted child embedding)."""
+        h = self.dec_cells[i](x, h, gi=gi)
         return h, self.emit[i](h)
 
     def decode(self, emb: torch.Tensor, truth: list[torch.Tensor | None] | None = None,
