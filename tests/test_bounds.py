@@ -113,3 +113,27 @@ def test_error_texts_hide_server_paths():
     body = str(error_json(error))
     assert "/work/" not in body and "/tmp/" not in body and "manifest.json" in body
     assert wire.http == 500
+
+
+def test_a_refining_encode_takes_at_most_max_refined_records(servers):  # noqa: F811
+    """Refinement costs gradient steps per record: past `max_refined_records` an encode or
+    reconstruct is too large (413 / RESOURCE_EXHAUSTED) before any model work, with a hint,
+    over both transports; the encoder alone (steps 0) still takes up to `max_records`."""
+    from conftest_server import start_servers
+
+    from synth.errors import TooLarge
+
+    rows = place_records(4)
+    capped = start_servers(servers.models_dir, Limits(max_records=500, max_refined_records=3))
+    try:
+        for client in (capped.rest(), capped.grpc()):
+            for call in (client.encode, client.reconstruct):
+                with pytest.raises(TooLarge) as e:
+                    call(MODEL, rows)
+                assert "--encode-refine-steps 0" in str(e.value)
+            assert len(client.encode(MODEL, rows[:3])) == 3
+    finally:
+        capped.stop()
+    fast = SynthService(ModelRegistry(servers.models_dir, include_bundled=False),
+                        Limits(max_refined_records=3, encode_refine_steps=0))
+    assert len(fast.encode(MODEL, rows)) == 4

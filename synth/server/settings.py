@@ -76,6 +76,9 @@ class ServerSettings(BaseSettings):
                                             description="gradient steps encode/interpolate/reconstruct take per "
                                                         "record (default: each model's own, 50 for the bundled "
                                                         "one, about 0.5 s a record; 0: the encoder alone, fastest)")
+    max_refined_records: int = Field(Limits.max_refined_records, ge=1,
+                                     description="records of one encode/reconstruct request when it refines "
+                                                 "(encode_refine_steps > 0); up to max_records without")
     max_schema_fields: int = Field(Limits.max_schema_fields, ge=1, le=100_000,
                                    description="fields in an uploaded schema (all message types it reaches)")
     max_schema_depth: int = Field(Limits.max_schema_depth, ge=1, le=200,

@@ -198,8 +198,18 @@ class SynthService:
     def encode(self, name: str, records: Sequence[Any]) -> list[Latent]:
         model = self.registry.model(name)
         msgs = self.parse_records(name, records)
+        self._check_refined(model, len(msgs))
         mu, sigma = self.worker.call(lambda: model.encode(msgs, refine_steps=self.limits.encode_refine_steps))
         return [Latent(m, s) for m, s in zip(mu.tolist(), sigma.tolist())]
+
+    def _check_refined(self, model: Any, n: int) -> None:
+        """TooLarge for more records than `max_refined_records` when this model's encode refines."""
+        steps = self.limits.encode_refine_steps
+        steps = model.config.encode_refine_steps if steps is None else steps
+        if steps > 0:
+            self._check_count("records", n, self.limits.max_refined_records,
+                              hint=f"encode refines each record with {steps} gradient steps; send fewer "
+                                   "records per request (or start the server with --encode-refine-steps 0)")
 
     def decode(self, name: str, latents: Sequence[Sequence[float]], temperature: float | None = None,
                greedy: bool = False, seed: int | None = None) -> list[Message]:
@@ -227,6 +237,7 @@ class SynthService:
     def reconstruct(self, name: str, records: Sequence[Any]) -> list[Message]:
         model = self.registry.model(name)
         msgs = self.parse_records(name, records)
+        self._check_refined(model, len(msgs))
         return self.worker.call(lambda: model.reconstruct(msgs, refine_steps=self.limits.encode_refine_steps))
 
     def parse_records(self, name: str, records: Sequence[Any]) -> list[Message]:

@@ -47,6 +47,10 @@ class Limits:
     # Gradient steps of encode / interpolate / reconstruct on each record (docs/model.md,
     # "Encoding"); None: each model's own `encode_refine_steps`; 0: the encoder network alone
     encode_refine_steps: int | None = None
+    # Records of one encode / reconstruct request that refines (steps > 0): refinement runs
+    # at about 120-180 records/s on 2 cores, so the 10,000 of `max_records` would hold the
+    # model thread, and every request behind it, past the 60 s request timeout.
+    max_refined_records: int = 1_000
     # Uploaded schemas (training jobs): checked before protobuf builds any class.
     max_schema_fields: int = 2_000  # fields of all message types the record message reaches
     max_schema_depth: int = 32  # longest chain of distinct nested message types
