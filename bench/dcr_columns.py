@@ -1,0 +1,59 @@
+"""The DCR share by column: which fields make generated rows sit closer to training rows.
+
+Scores the rows a `bench/quality.py` run generated for protosynth (runs/quality/DATASET/
+protosynth/generated.jsonl, against that run's train and test splits) with `dcr_share` and
+`dcr_floor` (synth/eval/privacy.py) on all leaf columns, on each column alone, and with each
+column left out. A table to the terminal; docs/benchmarks.md ("The default recipe", item 15)
+quotes it.
+
+    python bench/dcr_columns.py vermont
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from synth import store  # noqa: E402
+from synth.eval.features import LeafTable, flatten  # noqa: E402
+from synth.eval.privacy import dcr_floor, dcr_share  # noqa: E402
+
+SEED = 20260501  # the quality benchmark's evaluation seed
+
+
+def read(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [json.loads(line) for line in f]
+
+
+def keep(table: LeafTable, names: list[str]) -> LeafTable:
+    return LeafTable(tuple(c for c in table.columns if c.name in names), table.n_rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", help="a dataset of bench/quality.py with a protosynth run (vermont, flights, ...)")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs/quality")
+    a = ap.parse_args(argv)
+    root = a.runs / a.dataset
+    tree = store.load(root / "protosynth/model").tree
+    train, test, generated = (flatten(tree, read(root / f)) for f in
+                              ("train.jsonl", "test.jsonl", "protosynth/generated.jsonl"))
+    names = train.names
+    print("| columns | generated | floor (held-out rows) | generated at distance 0 | held-out at distance 0 |")
+    print("|---|---|---|---|---|")
+    subsets = [("all", names)] + [(f"only {n}", [n]) for n in names] + \
+              [(f"without {n}", [x for x in names if x != n]) for n in names]
+    for label, cols in subsets:
+        g = dcr_share(keep(generated, cols), keep(train, cols), keep(test, cols), seed=SEED)
+        f = dcr_floor(keep(train, cols), keep(test, cols), seed=SEED)
+        print(f"| {label} | {g['share']:.3f} | {f['share']:.3f} | {g['zero_share']:.3f} | {f['zero_share']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
