@@ -266,7 +266,8 @@ def report(a: Any, rec: Record, elapsed: float, baseline: float, peak: float, af
         "--write-doc` (server: `synth serve` defaults, model `vermont-address`).",
         "",
         f"{a.clients} clients in a closed loop for {elapsed:.0f} s, {streams_open} of {a.long_streams} long gRPC "
-        f"streams open throughout (one 512-record message read every {a.stream_pace:g} s each), health probed "
+        f"streams open throughout (one message of `sample_chunk` records read every {a.stream_pace:g} s "
+        "each), health probed "
         "every 0.2 s on both transports. Result: " + ("**pass**" if ok else "**FAIL**") + ".",
         "",
         "| call | count | errors | p50 ms | p99 ms | max ms |",
