@@ -215,12 +215,15 @@ class CategoricalKind(Kind):
             rare = self._rare(vae, node, data)
             vae.generate_node(node.other, e[rare], data.root[rare.cpu().numpy()], batch, g, pending)
 
+    def _escaped_values(self, vae, node, batch):
+        """Encoder embeddings of the escaped rows' own values (the escape node's data)."""
+        return kind_of(node.other).encode_values(vae, node.other, batch.nodes[node.other.path], batch)
+
     def encode_values(self, vae, node, data, batch):
         e = vae.module_for(node).encode(tensor(np.asarray(data.values), vae.device))
         if node.other is None:
             return e
-        other = batch.nodes[node.other.path]
-        return self._with_other(vae, node, data, e, kind_of(node.other).encode_values(vae, node.other, other, batch))
+        return self._with_other(vae, node, data, e, self._escaped_values(vae, node, batch))
 
     def feedback(self, vae, node, data, batch, cell):
         module = vae.module_for(node)
@@ -233,12 +236,9 @@ class CategoricalKind(Kind):
         gi = F.embedding(idx, cell.input_table(module.enc.weight))
         if node.other is None:
             return gi
-        rows = self._rare(vae, node, data).nonzero()[:, 0]
-        if not len(rows):
-            return gi
-        # the escape's embedding is added to the class's (`_with_other`): so is its projection
-        other = kind_of(node.other).encode_values(vae, node.other, batch.nodes[node.other.path], batch)
-        return gi.index_add(0, rows, rowwise.linear(other.to(gi.dtype), cell.weight_ih))
+        # the escape's embedding is added to the class's (encode_values): so is its projection
+        return self._with_other(vae, node, data, gi, rowwise.linear(self._escaped_values(vae, node, batch),
+                                                                   cell.weight_ih))
 
     def order_key(self, node) -> tuple:
         # Every categorical before the numbers and strings, fewest classes first: the
