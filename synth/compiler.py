@@ -114,8 +114,9 @@ class _Compiler:
     def oneof(self, msg: MessageNode, name: str, scope: str) -> OneofNode:
         return compile_oneof(self, msg, name, scope)
 
-    def joint_floats(self, msg: MessageNode, joint: list[FieldNode], scope: str) -> ScalarsNode:
-        return compile_scalars(self, msg, joint, scope)
+    def joint_floats(self, msg: MessageNode, joint: list[FieldNode], scope: str,
+                     siblings: list[Node] = ()) -> ScalarsNode:
+        return compile_scalars(self, msg, joint, scope, siblings)
 
     def message(self, msg: MessageNode, path: str | None = None) -> TupleNode:
         return compile_message(self, msg, path)

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 from google.protobuf.message import Message
 
+from synth.anchor_stats import GroupedMoments, choose_anchors
 from synth.moments import RunningMoments
 from synth.schema.tree import FLOAT_TYPES, INT_TYPES, TYPE_NAMES  # at import: _type runs per value
 
@@ -45,6 +46,10 @@ class FitStats:
     # "auto"). It is part of the trained model: an artifact rebuilds the order it was
     # trained with, even if a later protosynth would order the fields differently.
     field_order: dict[str, list[int]] = field(default_factory=dict)
+    # Per joint-float key, the label fields whose classes explain the floats best, with the
+    # floats' moments per class (synth.anchor_stats); the compiler keeps the one it uses.
+    # Artifacts from before it have none (their floats have no anchor).
+    scalar_anchors: dict[str, list[dict]] = field(default_factory=dict)
 
 
 class _Collector:
@@ -57,6 +62,8 @@ class _Collector:
         self.seqs: dict[str, int] = {}
         # running moments, not rows: a streamed training file may not fit in memory
         self.scalars: dict[str, RunningMoments] = {}
+        # joint-float key -> label field key -> the floats' moments per label value
+        self.groups: dict[str, dict[str, GroupedMoments]] = {}
 
     def value(self, key: str, ftype: str, v: Any) -> None:
         if ftype in INT_TYPES or ftype == "enum" or ftype == "bool":
@@ -80,6 +87,7 @@ class _Collector:
     def message(self, msg: Message) -> None:
         d = msg.DESCRIPTOR
         joint = []
+        labels: list[tuple[str, Any]] = []  # the message's singular label values: anchor candidates
         for fd in d.fields:
             key = f"{d.full_name}.{fd.name}"
             value = getattr(msg, fd.name)
@@ -99,8 +107,13 @@ class _Collector:
             self.value(key, _type(fd), value)
             if _type(fd) in FLOAT_TYPES and not fd.has_presence and fd.containing_oneof is None:
                 joint.append(float(value))
+            elif _type(fd) in LABEL_TYPES and not fd.has_presence and fd.containing_oneof is None:
+                labels.append((key, value))
         if joint:
             self.scalars.setdefault(d.full_name + JOINT, RunningMoments()).add(joint)
+            groups = self.groups.setdefault(d.full_name + JOINT, {})
+            for key, value in labels:
+                groups.setdefault(key, GroupedMoments(len(joint))).add(value, joint)
 
     def item(self, fd, item) -> None:
         mt = fd.message_type
@@ -116,6 +129,9 @@ class _Collector:
             self.message(item)
         else:
             self.value(f"{fd.containing_type.full_name}.{fd.name}", _type(fd), item)
+
+
+LABEL_TYPES = INT_TYPES | {"enum", "bool", "string"}
 
 
 def _type(fd) -> str:
@@ -155,4 +171,7 @@ def fit_stats(messages: Iterable[Message], int_cap: int = MAX_CATEGORIES) -> Fit
         quantiles = moments.quantiles(grid)
         if quantiles and np.isfinite(quantiles).all():
             stats.scalar_quantiles[key] = quantiles
+        anchors = choose_anchors(cov, c.groups.get(key, {}))
+        if anchors:
+            stats.scalar_anchors[key] = anchors
     return stats

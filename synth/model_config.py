@@ -87,6 +87,10 @@ class ModelConfig:
     # Numbers are modelled on their normal scores (each member through its training quantile
     # function and the inverse normal CDF; synth/nn/scalar_tuple.py), or on raw values ("none", paper)
     number_transform: str = "normal_scores"
+    # A message's joint floats are modelled relative to the class of the label that explains
+    # them best (its mean and spread per class, from the training data; synth/anchor_stats.py),
+    # so that a drawn postcode brings coordinates from its own area. False: plain whitening (paper).
+    scalar_anchor: bool = True
     # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
     # or the encoder's embedding of the leaf value actually drawn ("reencoded").
     generation_feedback: str = "reencoded"
@@ -158,7 +162,7 @@ class ModelConfig:
 PAPER: dict[str, object] = {
     "auto_categorical": False, "categorical_escape": False, "field_order": "declared",
     "scalar_likelihood": "mse", "generation_feedback": "emitted", "numeric_categories": False,
-    "number_transform": "none", "string_context": False,
+    "number_transform": "none", "string_context": False, "scalar_anchor": False,
     "string_loss": "mean", "encode_refine_steps": 0,
 }
 

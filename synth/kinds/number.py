@@ -72,34 +72,42 @@ class ScalarTupleKind(Kind):
             real = batch.real_rows(data.root)
             m.update_stats(x if real.all() else x[tensor(real, vae.device)])
         enc[node.path + "#w"] = xw = m.whiten(x)
-        if vae.training and m.has_grid:  # the loss's target is dequantized (decode_train)
+        if vae.training and m.has_grid or m.anchored:  # the loss's target is made from x (decode_train)
             enc[node.path + "#x"] = x
         return m.encode(xw)
 
+    def anchor_classes(self, vae, node, batch, enc) -> torch.Tensor | None:
+        """Each row's class of the label the values are modelled relative to (joint floats
+        only: synth.kinds.scalars), or None."""
+        return None
+
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
         m = vae.module_for(node)
+        cls = self.anchor_classes(vae, node, batch, enc)
         if node.path in opts.partial:  # a condition fixes some members: their marginal likelihood
             idx, values = opts.partial[node.path]
-            loss = m.marginal_nll(e, idx, values.expand(e.shape[0], -1))
+            loss = m.marginal_nll(e, idx, values.expand(e.shape[0], -1), cls)
         else:
             raw = enc.get(node.path + "#x")
-            target = enc[node.path + "#w"]
-            if raw is not None and opts.noise_key is not None:
+            target = enc[node.path + "#w"] if cls is None else m.anchored_target(raw, cls)
+            if raw is not None and m.has_grid and opts.noise_key is not None:
                 positions = opts.positions if opts.positions is not None else np.arange(batch.size)
                 u = dequantization_noise(opts.noise_key, node.path, positions, data.root, m.k)
-                target = m.whiten(m.dequantize(raw, torch.from_numpy(u)))
+                target = m.target(m.dequantize(raw, torch.from_numpy(u)), cls)
             opts.record_head(node.module, e, target)
             loss = m.loss(e, target)
+            if cls is not None:  # the NLL of the scores, whatever the row's class
+                loss = loss + m.anchor_logdet(cls)
         losses.add(node.path + "/recon", loss, vae.root_of(batch, node))
 
-    def decoded(self, vae, node, e, g, root: np.ndarray) -> np.ndarray:
+    def decoded(self, vae, node, e, g, root: np.ndarray, cls: torch.Tensor | None = None) -> np.ndarray:
         m = vae.module_for(node)
         if node.path in g.partial:  # some members fixed: draw the others given them
             idx, values = g.partial[node.path]
             out = m.decode_given(e, idx, values.expand(e.shape[0], -1), g.temperature_of(node), g.greedy,
-                                 g.generator)
+                                 g.generator, cls)
             return m.snap(out, keep=idx).cpu().numpy()
-        return m.snap(m.decode(e, g.temperature_of(node), g.greedy, g.rng(root))).cpu().numpy()
+        return m.snap(m.decode(e, g.temperature_of(node), g.greedy, g.rng(root), cls)).cpu().numpy()
 
     def encode_values(self, vae, node, data, batch):
         m = vae.module_for(node)

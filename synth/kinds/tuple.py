@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from synth.errors import SchemaError
 from synth.kinds.base import Kind, MapEntry, Node, kind_of, register, skew
+from synth.kinds.scalars import ANCHOR
 from synth.nn.tuple import Tuple
 from synth.schema.tree import FieldNode, MessageNode, is_joint_float
 
@@ -67,8 +68,12 @@ def compile_message(c: _Compiler, msg: MessageNode, path: str | None = None) -> 
         children.append(c.field(f, scope, msg.full_name))
     joint = [f for f in msg.fields if is_joint_float(f)]
     if joint:  # appendix B: the ScalarTuple is the last element of the tuple
-        children.append(c.joint_floats(msg, joint, scope))
+        children.append(c.joint_floats(msg, joint, scope, children))
     children = _generation_order(c, msg, children)
+    for i, child in enumerate(children):
+        anchor = getattr(child, "anchor", None)
+        if anchor is not None and children.index(anchor) > i:
+            raise SchemaError(f"{msg.full_name}: the floats' anchor {anchor.path} is generated after them")
     tkey = c.module(scope, lambda: Tuple(len(children), c.cfg.latent_dim, c.cfg.gru()))
     return TupleNode(msg.path if path is None else path, tkey, msg, children, full_name=msg.full_name)
 
@@ -101,6 +106,19 @@ def compile_map_entry(c: _Compiler, f: FieldNode, scope: str) -> TupleNode:
     key = c.module(entry_scope, lambda: Tuple(2, c.cfg.latent_dim, c.cfg.gru()))
     msg = MessageNode(f.type_name, path, (f.map_key, f.map_value), (), 0)
     return TupleNode(path, key, msg, children, map_entry=True, full_name=f.type_name)
+
+
+def _anchors_for_condition(vae, node: TupleNode, emitted: list, enc: dict, opts) -> None:
+    """When a condition scores latents (`where`), the conditioning record's labels are
+    placeholders unless the condition fixes them: anchored floats are then scored relative
+    to the label the decoder would draw for each latent (its most likely class)."""
+    for child in node.children:
+        anchor = getattr(child, "anchor", None)
+        if anchor is None or anchor.path in opts.fixed_paths:
+            continue
+        if child.path in opts.fixed_paths or child.path in opts.partial:
+            e_a = emitted[node.children.index(anchor)]
+            enc[child.path + ANCHOR] = vae.module_for(anchor).decode(e_a, greedy=True)
 
 
 @register
@@ -158,6 +176,8 @@ class TupleKind(Kind):
         truth = [enc[c.path] for c in node.children]
         fixed = {i: enc[c.path] for i, c in enumerate(node.children) if c.path in opts.fixed_paths}
         emitted = m.decode(e, truth, opts.p_truth_tuple, fixed=fixed, generator=opts.generator)
+        if opts.fixed_paths or opts.partial:
+            _anchors_for_condition(vae, node, emitted, enc, opts)
         for child, e_c in zip(node.children, emitted):
             if not kind_of(child).modelled:
                 continue

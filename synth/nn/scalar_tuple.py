@@ -37,7 +37,8 @@ class ScalarTupleConfig:
 class ScalarTuple(nn.Module):
     def __init__(self, k: int, cfg: ScalarTupleConfig = ScalarTupleConfig(),
                  mean: list[float] | None = None, cov: list[list[float]] | None = None,
-                 grid: list[float] | None = None, quantiles: list[list[float]] | None = None):
+                 grid: list[float] | None = None, quantiles: list[list[float]] | None = None,
+                 anchor: tuple[list, list] | None = None):
         super().__init__()
         self.k, self.cfg = k, cfg
         # Initialised from the training data (FitStats) when known: the paper starts
@@ -75,6 +76,17 @@ class ScalarTuple(nn.Module):
         # True while data-parallel training updates the statistics from the global batch
         # (synth/train/distributed.py) instead of each rank from its own share
         self.stats_from_outside = False
+        # The anchor (synth.anchor_stats): per class of a label drawn before these floats,
+        # the mean (C, k) and Cholesky factor (C, k, k) of the floats' scores, so that the
+        # head models the floats relative to their class. `anchor`: the raw means and
+        # covariances per class (the compiler's order, the escape last). Rebuilt from
+        # FitStats, so not part of the weights.
+        self.anchored = anchor is not None
+        if self.anchored:
+            a_mean, a_chol = self._score_moments(torch.tensor(anchor[0], dtype=torch.float64).reshape(-1, k),
+                                                 torch.tensor(anchor[1], dtype=torch.float64).reshape(-1, k, k))
+            self.register_buffer("anchor_mean", a_mean, persistent=False)
+            self.register_buffer("anchor_chol", a_chol, persistent=False)
         self.enc = linear(k, cfg.dim)
         self.dec = linear(cfg.dim, k)
         if cfg.likelihood == "gaussian":
@@ -84,6 +96,41 @@ class ScalarTuple(nn.Module):
                 self.scale.bias[:k].fill_(0.5413)
         elif cfg.likelihood != "mse":
             raise ValueError(f"likelihood must be 'mse' or 'gaussian', not {cfg.likelihood!r}")
+
+    def _score_moments(self, mean: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw means (C, k) and covariances (C, k, k) -> the mean and Cholesky factor of the
+        scores (`to_scores`), by the unscented transform: the 2k points at +-sqrt(k) along
+        the factor's columns go through the number transform, which is not linear."""
+        k = self.k
+        eye = torch.eye(k, dtype=torch.float64)
+        chol = torch.linalg.cholesky(cov + 1e-12 * (cov.diagonal(dim1=1, dim2=2).amax(1)[:, None, None] + 1e-30) * eye)
+        if self.transformed:
+            spread = (k ** 0.5) * chol.transpose(1, 2)  # (C, k points, k)
+            points = torch.cat([mean[:, None] + spread, mean[:, None] - spread], 1)  # (C, 2k, k)
+            scores = self.to_scores(points.reshape(-1, k)).reshape(points.shape)
+            mean = scores.mean(1)
+            dev = scores - mean[:, None]
+            cov = dev.transpose(1, 2) @ dev / (2 * k)
+            # a class beyond the training range maps to the ends' scores: no spread left
+            cov = cov + 1e-6 * eye
+            chol = torch.linalg.cholesky(cov)
+        return mean, chol
+
+    def anchored_target(self, x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        """Raw values (n, k) -> the head's target under the anchor: their scores standardised
+        by their class's (n,) mean and factor (float32, clamped like `whiten`)."""
+        resid = (self.to_scores(x) - self.anchor_mean[cls]).unsqueeze(-1)
+        w = torch.linalg.solve_triangular(self.anchor_chol[cls], resid, upper=False)[..., 0]
+        return w.clamp(-WHITE_CAP, WHITE_CAP).to(torch.float32)
+
+    def target(self, x: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
+        """The head's target for raw values (n, k): anchored when a class is given, else whitened."""
+        return self.whiten(x) if cls is None else self.anchored_target(x, cls)
+
+    def anchor_logdet(self, cls: torch.Tensor) -> torch.Tensor:
+        """log |det| of each row's class factor (n,): the loss in anchored units plus this is
+        the NLL of the scores, comparable across classes (conditions score latents by it)."""
+        return torch.log(torch.diagonal(self.anchor_chol[cls], dim1=1, dim2=2)).sum(1).float()
 
     def _basis(self) -> tuple[torch.Tensor, torch.Tensor]:
         eye = torch.eye(self.k, dtype=torch.float64, device=self.cov.device)
@@ -199,24 +246,31 @@ class ScalarTuple(nn.Module):
             return 1.0
         return gaussian_temperature(self._standardised(emb, xw)[0])
 
-    def value_distribution(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def value_distribution(self, emb: torch.Tensor, cls: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder's Gaussian over raw values (over their normal scores under the number
         transform): mean (n, k) and covariance (n, k, k), float64.
 
         In whitened space it is N(dec(e), L L^T) (gaussian likelihood) or N(dec(e), I) (the
-        MSE loss is that Gaussian's NLL); un-whitening x = A w + mean, A = U diag(s), maps it."""
-        u, s = self._basis()
-        a = u * s  # (k, k): columns scaled
-        mean = self.dec(emb).to(torch.float64) @ a.T + self.mean
+        MSE loss is that Gaussian's NLL); un-whitening x = A w + mean, A = U diag(s), maps it.
+        Under the anchor, A and the mean are the row's class factor and mean."""
+        if cls is not None:
+            a = self.anchor_chol[cls]  # (n, k, k)
+            mean = (a @ self.dec(emb).to(torch.float64).unsqueeze(-1))[..., 0] + self.anchor_mean[cls]
+        else:
+            u, s = self._basis()
+            a = u * s  # (k, k): columns scaled
+            mean = self.dec(emb).to(torch.float64) @ a.T + self.mean
         if self.cfg.likelihood == "gaussian":
             la = a @ self.cholesky(emb).to(torch.float64)  # (n, k, k)
             return mean, la @ la.transpose(1, 2)
-        return mean, (a @ a.T).expand(emb.shape[0], -1, -1)
+        return mean, (a @ a.transpose(-1, -2)).expand(emb.shape[0], -1, -1)
 
-    def marginal_nll(self, emb: torch.Tensor, fixed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def marginal_nll(self, emb: torch.Tensor, fixed: torch.Tensor, values: torch.Tensor,
+                     cls: torch.Tensor | None = None) -> torch.Tensor:
         """-log p(x[fixed] = values | e) per row (n,), constant dropped: a condition on some
         members of the tuple (`where lat=...`) scores latents by this."""
-        mean, cov = self.value_distribution(emb)
+        mean, cov = self.value_distribution(emb, cls)
         cff = cov[:, fixed][:, :, fixed] + 1e-9 * torch.eye(len(fixed), dtype=cov.dtype, device=cov.device)
         chol = torch.linalg.cholesky(cff)
         resid = (self.to_scores(values, fixed) - mean[:, fixed]).unsqueeze(-1)
@@ -226,10 +280,10 @@ class ScalarTuple(nn.Module):
 
     @torch.no_grad()
     def decode_given(self, emb: torch.Tensor, fixed: torch.Tensor, values: torch.Tensor, temperature: float = 1.0,
-                     greedy: bool = False, generator=None) -> torch.Tensor:
+                     greedy: bool = False, generator=None, cls: torch.Tensor | None = None) -> torch.Tensor:
         """Raw values (n, k) float64 with x[fixed] = values and the other members drawn from
         the decoder's Gaussian conditioned on them (their conditional mean when greedy)."""
-        mean, cov = self.value_distribution(emb)
+        mean, cov = self.value_distribution(emb, cls)
         free = torch.tensor([i for i in range(self.k) if i not in set(fixed.tolist())], dtype=torch.long)
         out = mean.clone()
         out[:, fixed] = scores = self.to_scores(values, fixed)
@@ -253,13 +307,17 @@ class ScalarTuple(nn.Module):
 
     @torch.no_grad()
     def decode(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
-               generator=None) -> torch.Tensor:
-        """Raw values (n, k) float64: the prediction, or a draw from it (gaussian likelihood)."""
+               generator=None, cls: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw values (n, k) float64: the prediction, or a draw from it (gaussian likelihood);
+        `cls`: each row's anchor class, when the floats are anchored."""
         w = self.dec(emb)
         if self.cfg.likelihood == "gaussian" and not greedy and w.shape[0]:
             eps = normal(generator, w.shape[0], w.device, w.shape[1]) * temperature**0.5
             w = w + (self.cholesky(emb) @ eps.unsqueeze(-1))[..., 0]
-        return self.unwhiten(w)
+        if cls is None:
+            return self.unwhiten(w)
+        scores = (self.anchor_chol[cls] @ w.to(torch.float64).unsqueeze(-1))[..., 0] + self.anchor_mean[cls]
+        return self.from_scores(scores)
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
