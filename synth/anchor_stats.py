@@ -74,10 +74,11 @@ class GroupedMoments:
             self.n = np.concatenate([self.n, np.zeros(grow)])
             self.s1 = np.concatenate([self.s1, np.zeros((grow, self.k))])
             self.s2 = np.concatenate([self.s2, np.zeros((grow, self.k, self.k))])
-        d = x - self.shift[ids]
         np.add.at(self.n, ids, 1.0)
-        np.add.at(self.s1, ids, d)
-        np.add.at(self.s2, ids, d[:, :, None] * d[:, None, :])
+        with np.errstate(over="ignore", invalid="ignore"):  # |x| near float64's limit: non-finite, skipped later
+            d = x - self.shift[ids]
+            np.add.at(self.s1, ids, d)
+            np.add.at(self.s2, ids, d[:, :, None] * d[:, None, :])
 
     def result(self) -> tuple[list, np.ndarray, np.ndarray, np.ndarray] | None:
         """(labels, counts (g,), means (g, k), covariances (g, k, k)) of the groups with at
@@ -90,9 +91,10 @@ class GroupedMoments:
         if not len(keep):
             return None
         n = self.n[keep]
-        dm = self.s1[keep] / n[:, None]
-        cov = (self.s2[keep] - n[:, None, None] * dm[:, :, None] * dm[:, None, :]) / (n - 1)[:, None, None]
-        mean = self.shift[keep] + dm
+        with np.errstate(over="ignore", invalid="ignore"):
+            dm = self.s1[keep] / n[:, None]
+            cov = (self.s2[keep] - n[:, None, None] * dm[:, :, None] * dm[:, None, :]) / (n - 1)[:, None, None]
+            mean = self.shift[keep] + dm
         return [labels[i] for i in keep], n, mean, cov
 
 
@@ -100,12 +102,16 @@ def explained_share(total_cov: np.ndarray, counts: np.ndarray, covs: np.ndarray)
     """1 - tr(total^-1 W) / k, W the pooled within-class covariance: the share of the floats'
     (whitened) variance that the class means explain. W pools unbiased class covariances, so
     a field of many tiny classes does not look better than it is."""
-    dof = counts - 1
-    if dof.sum() < 2:
+    if (counts - 1).sum() < 2:
         return 0.0
-    within = (dof[:, None, None] * covs).sum(0) / dof.sum()
     k = total_cov.shape[0]
-    return float(1.0 - np.trace(np.linalg.pinv(total_cov) @ within) / k)
+    return float(1.0 - np.trace(np.linalg.pinv(total_cov) @ pooled(counts, covs)) / k)
+
+
+def pooled(counts: np.ndarray, covs: np.ndarray) -> np.ndarray:
+    """The pooled within-class covariance (k, k): class covariances weighted by their degrees of freedom."""
+    dof = counts - 1
+    return (dof[:, None, None] * covs).sum(0) / dof.sum()
 
 
 def choose_anchors(total_cov: np.ndarray, candidates: dict[str, GroupedMoments]) -> list[dict[str, Any]]:
@@ -124,10 +130,8 @@ def choose_anchors(total_cov: np.ndarray, candidates: dict[str, GroupedMoments])
             continue
         share = explained_share(total_cov, counts, covs)
         if share >= MIN_SHARE:
-            dof = counts - 1
-            within = (dof[:, None, None] * covs).sum(0) / dof.sum()
             found.append({"field": key, "share": round(share, 6), "values": labels,
                           "counts": counts.astype(int).tolist(), "means": means.tolist(),
-                          "covs": covs.tolist(), "within": within.tolist()})
+                          "covs": covs.tolist(), "within": pooled(counts, covs).tolist()})
     found.sort(key=lambda a: -a["share"])
     return found[:KEPT]
