@@ -91,6 +91,9 @@ class ModelConfig:
     # them best (its mean and spread per class, from the training data; synth/anchor_stats.py),
     # so that a drawn postcode brings coordinates from its own area. False: plain whitening (paper).
     scalar_anchor: bool = True
+    # An experiment (docs/benchmarks.md, item 19): anchored floats drawn from their class itself
+    # for a learnt share of rows, beside the head's Gaussian (synth/nn/scalar_tuple.py)
+    scalar_tail: bool = False
     # What the Tuple decoder feeds back while generating: the embedding it emitted (paper),
     # or the encoder's embedding of the leaf value actually drawn ("reencoded").
     generation_feedback: str = "reencoded"

@@ -4,6 +4,7 @@ coordinates come from the area of the town drawn with them."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -154,3 +155,26 @@ def test_a_condition_on_one_coordinate_still_scores_by_the_drawn_town(rows):
     out = model.sample(50, seed=6, where={"lat": 44.48})
     assert all(r.lat == 44.48 for r in out)
     assert all(np.isfinite(r.lon) for r in out)
+
+
+def test_the_tail_draws_a_learnt_share_of_rows_from_the_class_itself():
+    """`scalar_tail`: a mixture of the head's Gaussian and the anchor class's own N(0, I)."""
+    means, covs = [[44.48, -73.21], [0.0, 0.0]], [[[1e-4, 0.0], [0.0, 1e-4]], [[1.0, 0.0], [0.0, 1.0]]]
+    m = ScalarTuple(2, ScalarTupleConfig(dim=8, likelihood="gaussian", tail=True), [43.5, -72.7],
+                    [[1.0, 0.0], [0.0, 1.0]], anchor=(means, covs))
+    with torch.no_grad():
+        m.dec.weight.zero_()
+        m.dec.bias.zero_()
+        m.scale.bias[:2].fill_(-9.0)  # a head 10,000x narrower than its class
+        m.tail_logit.fill_(math.log(0.2 / 0.8))  # 20% of rows from the class
+    cls = torch.zeros(20_000, dtype=torch.long)
+    x = m.decode(torch.zeros(20_000, 8), generator=torch.Generator().manual_seed(0), cls=cls)
+    off = (x - torch.tensor(means[0], dtype=torch.float64)).abs().amax(1) > 1e-3  # beyond the head's spread
+    assert abs(float(off.float().mean()) - 0.2 * 0.99) < 0.015  # a class draw lands within 1e-3 1% of the time
+    # the loss is the mixture's negative log-likelihood
+    target = torch.tensor([[0.0, 0.0], [2.0, -1.0]])
+    emb = torch.zeros(2, 8)
+    head = torch.distributions.MultivariateNormal(torch.zeros(2), scale_tril=m.cholesky(emb)[0])
+    broad = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    want = -torch.logsumexp(torch.stack([math.log(0.8) + head.log_prob(target), math.log(0.2) + broad.log_prob(target)]), 0)
+    assert torch.allclose(m.loss(emb, target), want - math.log(2 * math.pi), atol=1e-4)  # constants dropped

@@ -51,7 +51,8 @@ def clamp_numbers(f: FieldNode, x: np.ndarray) -> list:
 
 
 def scalar_tuple_config(c) -> ScalarTupleConfig:
-    return ScalarTupleConfig(c.cfg.latent_dim, c.cfg.whitening_decay, c.cfg.whitening_eps, c.cfg.scalar_likelihood)
+    return ScalarTupleConfig(c.cfg.latent_dim, c.cfg.whitening_decay, c.cfg.whitening_eps, c.cfg.scalar_likelihood,
+                             c.cfg.scalar_tail)
 
 
 def scalar_quantiles(c, stat_key: str) -> list[list[float]] | None:

@@ -49,3 +49,9 @@ def gaussian_temperature(white: torch.Tensor) -> float:
     if not white.numel():
         return 1.0
     return float(min(max(float(white.double().pow(2).mean()), 1.0), MAX_TEMPERATURE))
+
+
+def tail_temperature(nll: Callable[[float], float]) -> float:
+    """The variance multiplier t >= 1 of a Gaussian head mixed with a fixed broad component,
+    given the held-out mean NLL as a function of t (no closed form: a grid, as for softmaxes)."""
+    return _grid_minimum(nll)

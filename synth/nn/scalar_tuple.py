@@ -8,14 +8,15 @@ scalar leaf for integers modelled as numbers.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from synth.nn import rowwise
-from synth.nn.calibration import gaussian_temperature
-from synth.nn.draws import normal
+from synth.nn.calibration import gaussian_temperature, tail_temperature
+from synth.nn.draws import normal, uniform
 from synth.nn.init import linear
 
 
@@ -32,6 +33,11 @@ class ScalarTupleConfig:
     # space; the loss is the Gaussian NLL and generation samples from it, so the spread of
     # generated values given the latent and the preceding fields is learned, not zero.
     likelihood: str = "mse"
+    # With an anchor and the gaussian likelihood: a share of rows (learnt) drawn from their
+    # anchor class itself, N(0, I) in anchored units, beside the head's own Gaussian. The
+    # head's residuals are heavy-tailed (docs/benchmarks.md, item 17): the latent places most
+    # rows within their town, and some not at all. An experiment; off by default.
+    tail: bool = False
 
 
 class ScalarTuple(nn.Module):
@@ -96,6 +102,9 @@ class ScalarTuple(nn.Module):
                 self.scale.bias[:k].fill_(0.5413)
         elif cfg.likelihood != "mse":
             raise ValueError(f"likelihood must be 'mse' or 'gaussian', not {cfg.likelihood!r}")
+        self.has_tail = self.anchored and cfg.tail and cfg.likelihood == "gaussian"
+        if self.has_tail:
+            self.tail_logit = nn.Parameter(torch.tensor(-2.0))  # the share of class draws, sigmoid: 0.12 at first
 
     def _score_moments(self, mean: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw means (C, k) and covariances (C, k, k) -> the mean and Cholesky factor of the
@@ -227,7 +236,18 @@ class ScalarTuple(nn.Module):
         with torch.autocast(emb.device.type, enabled=False):
             white, chol = self._standardised(emb, xw)
             logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
-            return 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
+            nll = 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
+            if not self.has_tail:
+                return nll
+            return self._mixture_nll(nll, xw)
+
+    def _mixture_nll(self, head_nll: torch.Tensor, xw: torch.Tensor, t: float = 1.0) -> torch.Tensor:
+        """-log((1 - pi) N_head + pi N(0, I)) per row, given the head's NLL (its variance
+        times t: the NLL passed in must be for that variance)."""
+        class_nll = 0.5 * (xw.float() ** 2).sum(1)
+        both = torch.stack([nn.functional.logsigmoid(-self.tail_logit) - head_nll,
+                            nn.functional.logsigmoid(self.tail_logit) - class_nll], 1)
+        return -torch.logsumexp(both, 1)
 
     def _standardised(self, emb: torch.Tensor, xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The residuals of whitened targets (n, k) under the Gaussian head, standardised
@@ -244,7 +264,14 @@ class ScalarTuple(nn.Module):
         which has no spread to scale."""
         if self.cfg.likelihood != "gaussian":
             return 1.0
-        return gaussian_temperature(self._standardised(emb, xw)[0])
+        white, chol = self._standardised(emb, xw)
+        if not self.has_tail:
+            return gaussian_temperature(white)
+        # the head's variance multiplier under the mixture: the class component keeps its own
+        logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
+        r2 = (white.double() ** 2).sum(1).float()
+        return tail_temperature(lambda t: float(self._mixture_nll(0.5 * r2 / t + logdet + 0.5 * self.k * math.log(t),
+                                                                  xw).mean()))
 
     def value_distribution(self, emb: torch.Tensor, cls: torch.Tensor | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,6 +341,10 @@ class ScalarTuple(nn.Module):
         if self.cfg.likelihood == "gaussian" and not greedy and w.shape[0]:
             eps = normal(generator, w.shape[0], w.device, w.shape[1]) * temperature**0.5
             w = w + (self.cholesky(emb) @ eps.unsqueeze(-1))[..., 0]
+            if self.has_tail:  # every row draws both, so a row's draws do not depend on its batch
+                broad = normal(generator, w.shape[0], w.device, w.shape[1])
+                pick = uniform(generator, w.shape[0], w.device, 1) < torch.sigmoid(self.tail_logit)
+                w = torch.where(pick, broad, w)
         if cls is None:
             return self.unwhiten(w)
         scores = (self.anchor_chol[cls] @ w.to(torch.float64).unsqueeze(-1))[..., 0] + self.anchor_mean[cls]
