@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
 from synth.batch import tensor
@@ -224,8 +225,6 @@ class CategoricalKind(Kind):
     @staticmethod
     def _class_of(vae, node, emb) -> int | None:
         """The class whose encoder embedding is `emb` (1, D), or None (an escaped value)."""
-        import torch
-
         module = vae.module_for(node)
         with torch.no_grad():
             table = module.encode(torch.arange(len(node.classes), device=vae.device))

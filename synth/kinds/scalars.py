@@ -57,7 +57,7 @@ def _anchor(c, msg: MessageNode, stat: str, siblings: list[Node], mean, cov):
 
 def class_moments(cand: dict, classes: list, mean: np.ndarray, cov: np.ndarray) -> tuple[list, list]:
     """Raw mean (C+1, k) and covariance (C+1, k, k) of the floats per class, the escape
-    last. A class's covariance is shrunk towards the pooled within-class one by SHRINK rows'
+    last. A class's covariance is shrunk towards the pooled within-class one by 2k + 2 rows'
     worth, so that a class seen twice gets a usable spread; values the statistics do not
     hold (seen once) and the escape get the floats' overall moments."""
     k = len(mean)
