@@ -90,11 +90,14 @@ class ScalarTupleKind(Kind):
             loss = m.marginal_nll(e, idx, values.expand(e.shape[0], -1), cls)
         else:
             raw = enc.get(node.path + "#x")
-            target = enc[node.path + "#w"] if cls is None else m.anchored_target(raw, cls)
-            if raw is not None and m.has_grid and opts.noise_key is not None:
+            if raw is not None and m.has_grid and opts.noise_key is not None:  # the target is dequantized
                 positions = opts.positions if opts.positions is not None else np.arange(batch.size)
                 u = dequantization_noise(opts.noise_key, node.path, positions, data.root, m.k)
                 target = m.target(m.dequantize(raw, torch.from_numpy(u)), cls)
+            elif cls is None:
+                target = enc[node.path + "#w"]  # whitened once, by encode
+            else:
+                target = m.anchored_target(raw, cls)
             opts.record_head(node.module, e, target)
             loss = m.loss(e, target)
             if cls is not None:  # the NLL of the scores, whatever the row's class

@@ -136,6 +136,11 @@ class ScalarTuple(nn.Module):
         """The head's target for raw values (n, k): anchored when a class is given, else whitened."""
         return self.whiten(x) if cls is None else self.anchored_target(x, cls)
 
+    def unanchor(self, w: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        """Values in their class's units (n, k) -> scores (n, k) float64: the class's factor
+        times w plus its mean (the inverse of `anchored_target`, before the number transform)."""
+        return (self.anchor_chol[cls] @ w.to(torch.float64).unsqueeze(-1))[..., 0] + self.anchor_mean[cls]
+
     def anchor_logdet(self, cls: torch.Tensor) -> torch.Tensor:
         """log |det| of each row's class factor (n,): the loss in anchored units plus this is
         the NLL of the scores, comparable across classes (conditions score latents by it)."""
@@ -241,9 +246,8 @@ class ScalarTuple(nn.Module):
                 return nll
             return self._mixture_nll(nll, xw)
 
-    def _mixture_nll(self, head_nll: torch.Tensor, xw: torch.Tensor, t: float = 1.0) -> torch.Tensor:
-        """-log((1 - pi) N_head + pi N(0, I)) per row, given the head's NLL (its variance
-        times t: the NLL passed in must be for that variance)."""
+    def _mixture_nll(self, head_nll: torch.Tensor, xw: torch.Tensor) -> torch.Tensor:
+        """-log((1 - pi) N_head + pi N(0, I)) per row, given the head's NLL."""
         class_nll = 0.5 * (xw.float() ** 2).sum(1)
         both = torch.stack([nn.functional.logsigmoid(-self.tail_logit) - head_nll,
                             nn.functional.logsigmoid(self.tail_logit) - class_nll], 1)
@@ -283,7 +287,7 @@ class ScalarTuple(nn.Module):
         Under the anchor, A and the mean are the row's class factor and mean."""
         if cls is not None:
             a = self.anchor_chol[cls]  # (n, k, k)
-            mean = (a @ self.dec(emb).to(torch.float64).unsqueeze(-1))[..., 0] + self.anchor_mean[cls]
+            mean = self.unanchor(self.dec(emb), cls)
         else:
             u, s = self._basis()
             a = u * s  # (k, k): columns scaled
@@ -345,10 +349,7 @@ class ScalarTuple(nn.Module):
                 broad = normal(generator, w.shape[0], w.device, w.shape[1])
                 pick = uniform(generator, w.shape[0], w.device, 1) < torch.sigmoid(self.tail_logit)
                 w = torch.where(pick, broad, w)
-        if cls is None:
-            return self.unwhiten(w)
-        scores = (self.anchor_chol[cls] @ w.to(torch.float64).unsqueeze(-1))[..., 0] + self.anchor_mean[cls]
-        return self.from_scores(scores)
+        return self.unwhiten(w) if cls is None else self.from_scores(self.unanchor(w, cls))
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
