@@ -93,16 +93,17 @@ def cmd_train(a: argparse.Namespace) -> int:
             overrides["steps"] = UNBOUNDED_STEPS  # the clock alone ends the run
     run = load_run_config(a.config, **overrides)
     dist = _join_distributed(a, run.train)
-    ended = False
+    if not dist.active:
+        return _train(a, run, dist)
+    from synth.train.distributed import leave_process, teardown
+
     try:
         code = _train(a, run, dist)
-        ended = True
-        return code
-    finally:
-        if dist.active:
-            from synth.train.distributed import teardown
-
-            teardown(together=ended)
+    except BaseException:
+        teardown(together=False)
+        raise
+    teardown(together=True)
+    leave_process(code)
 
 
 def _join_distributed(a: argparse.Namespace, cfg: Any):
@@ -393,10 +394,12 @@ def cmd_tune(a: argparse.Namespace) -> int:
         cfg = from_dict(TuneConfig, stored) if isinstance(stored, dict) else TuneConfig()
     except SynthError:  # an older manifest: the defaults
         cfg = TuneConfig()
+    if stored_train and "leaf_sampling" not in stored_train:  # trained before it existed: leaves as tuples
+        stored_train = {**stored_train, "leaf_sampling": stored_train.get("tuple_sampling", "SS")}
     try:  # the scheduled-sampling regime the run ended in (what the heads are calibrated in)
-        regime = end_regime(from_dict(TrainConfig, stored_train))
+        regime = end_regime(from_dict(TrainConfig, stored_train), model.reencode)
     except SynthError:
-        regime = end_regime(TrainConfig())
+        regime = end_regime(TrainConfig(), model.reencode)
     changes = {k: v for k, v in {"seed": a.seed, "samples": a.samples, "max_seconds": a.max_seconds}.items()
                if v is not None}
     if a.no_prior:

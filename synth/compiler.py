@@ -111,6 +111,11 @@ class _Compiler:
         seen = self.stats.seq_max_len.get(stat_key, 8)
         return min(self.cfg.max_sequence_len, max(2, math.ceil(seen * self.cfg.string_len_slack)))
 
+    def seq_min_len(self, stat_key: str) -> int:
+        """Generation never makes fewer elements than the training data had (a list never
+        seen empty is not generated empty)."""
+        return min(self.stats.seq_min_len.get(stat_key, 0), self.seq_len(stat_key))
+
     def oneof(self, msg: MessageNode, name: str, scope: str) -> OneofNode:
         return compile_oneof(self, msg, name, scope)
 

@@ -33,6 +33,9 @@ class FitStats:
     string_values: dict[str, list[str]] = field(default_factory=dict)  # distinct values, if few
     string_counts: dict[str, list[int]] = field(default_factory=dict)  # their counts, same order
     seq_max_len: dict[str, int] = field(default_factory=dict)
+    # the fewest elements a repeated field had where its message occurred (artifacts from
+    # before it have none: 0)
+    seq_min_len: dict[str, int] = field(default_factory=dict)
     scalar_mean: dict[str, list[float]] = field(default_factory=dict)
     scalar_cov: dict[str, list[list[float]]] = field(default_factory=dict)
     # Per ScalarTuple member, the step its values are all multiples of (0.0: none), for the
@@ -60,6 +63,7 @@ class _Collector:
         self.strings: dict[str, int] = {}
         self.string_sets: dict[str, dict[str, int] | None] = {}  # value -> count, until too many
         self.seqs: dict[str, int] = {}
+        self.seq_mins: dict[str, int] = {}
         # running moments, not rows: a streamed training file may not fit in memory
         self.scalars: dict[str, RunningMoments] = {}
         # joint-float key -> label field key -> the floats' moments per label value
@@ -95,6 +99,7 @@ class _Collector:
                 entries = list(value.items()) if fd.message_type and fd.message_type.GetOptions().map_entry \
                     else list(value)
                 self.seqs[key] = max(self.seqs.get(key, 0), len(entries))
+                self.seq_mins[key] = min(self.seq_mins.get(key, len(entries)), len(entries))
                 for item in entries:
                     self.item(fd, item)
                 continue
@@ -152,6 +157,7 @@ def fit_stats(messages: Iterable[Message], int_cap: int = MAX_CATEGORIES) -> Fit
     stats.string_values = {k: sorted(v) for k, v in c.string_sets.items() if v is not None}
     stats.string_counts = {k: [c.string_sets[k][s] for s in vs] for k, vs in stats.string_values.items()}
     stats.seq_max_len = dict(c.seqs)
+    stats.seq_min_len = dict(c.seq_mins)
     for key, moments in c.scalars.items():
         result = moments.result()
         if result is None:

@@ -39,6 +39,9 @@ class DecodeOptions:
     p_truth_string: float = 1.0  # String scheduled sampling: P(feed the true character)
     # Sequence decoders' P(feed the encoder's embedding); None: p_truth_tuple's
     p_truth_sequence: float | None = None
+    # P(feed the encoder's embedding) for the leaf children of a Tuple (numbers, strings,
+    # categories: what generation re-encodes under "reencoded" feedback); None: p_truth_tuple's
+    p_truth_leaf: float | None = None
     levels: torch.Tensor | None = None  # (B,) std-network index per record (multiscale)
     sample_latent: bool = True  # False: decode from mu (deterministic evaluation)
     generator: torch.Generator | None = None
@@ -59,6 +62,10 @@ class DecodeOptions:
     @property
     def sequence_truth(self) -> float:
         return self.p_truth_tuple if self.p_truth_sequence is None else self.p_truth_sequence
+
+    @property
+    def leaf_truth(self) -> float:
+        return self.p_truth_tuple if self.p_truth_leaf is None else self.p_truth_leaf
 
     def record_head(self, module: str, emb: torch.Tensor, target: torch.Tensor) -> None:
         if self.heads is not None:
@@ -232,12 +239,12 @@ class RecordVAE(nn.Module):
     def reconstruction_terms(self, batch: Batch, z: torch.Tensor, enc: dict) -> torch.Tensor:
         """-log p(record | z) by field, (T, B), differentiable in z: the training loss's
         reconstruction terms (all but the KL and the skews), with each decoder fed what
-        generation feeds it when it draws the record's own values. Tuples are
-        teacher-forced when generation re-encodes drawn values (the true ones, then);
-        sequences, which feed back their emitted embeddings, and Tuples that do, are not."""
+        generation feeds it when it draws the record's own values: a Tuple's leaf children
+        are teacher-forced when generation re-encodes drawn values (the true ones, then);
+        its other children and sequences, which feed back their emitted embeddings, are not."""
         losses = Losses(batch.size, z.device)
-        tuple_truth = 1.0 if self.cfg.generation_feedback == "reencoded" else 0.0
-        opts = DecodeOptions(tuple_truth, 1.0, p_truth_sequence=0.0, sample_latent=False)
+        leaf_truth = 1.0 if self.cfg.generation_feedback == "reencoded" else 0.0
+        opts = DecodeOptions(0.0, 1.0, p_truth_sequence=0.0, p_truth_leaf=leaf_truth, sample_latent=False)
         self.decode_losses(batch, z, enc, opts, losses)
         terms = [v for k, v in sorted(losses.terms.items()) if k != "kl" and not k.endswith("/skew")]
         return torch.stack(terms) if terms else torch.zeros(0, batch.size, device=z.device)

@@ -61,13 +61,16 @@ def test_softmax_head_is_widened_to_the_temperature_its_targets_were_drawn_at():
 def test_calibration_fits_every_head_and_stores_the_widened_ones_in_the_config():
     torch.manual_seed(0)
     model = Model.create(PROTO, "Row", records=rows(), config=ModelConfig(latent_dim=8, char_dim=4))
-    rec = calibrate_leaves(model, model.messages(rows(200, seed=5)), end_regime(TrainConfig()), seed=1)
+    rec = calibrate_leaves(model, model.messages(rows(200, seed=5)), end_regime(TrainConfig(), model.reencode),
+                           seed=1)
     drawn_by = {n.module for n in walk(model.plan)}  # the keys generation looks temperatures up by
     assert rec["heads"] == len(rec["fitted"]) >= 2  # the name softmax and the floats' Gaussian at least
     assert set(rec["fitted"]) <= drawn_by
     assert rec["chosen"] == {k: t for k, t in rec["fitted"].items() if t > 1.0}
     assert model.config.leaf_temperatures == rec["chosen"]
-    assert rec["regime"] == {"p_truth_tuple": 0.0, "p_truth_string": 1.0}  # SS ends fed with draws
+    # SS ends with a Tuple fed its own emitted embeddings, but its leaves (all the children
+    # here) teacher-forced, since generation feeds them the re-encoded draws
+    assert rec["regime"] == {"p_truth_tuple": 0.0, "p_truth_string": 1.0, "p_truth_leaf": 1.0}
 
 
 def test_a_leaf_temperature_widens_that_heads_draws_only():

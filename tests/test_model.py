@@ -456,3 +456,23 @@ def test_tiny_training_lowers_the_loss():
     assert float(model.vae.latent_steps) == 40
     for m in model.sample(50, seed=0):
         check_valid(m, model.config.max_recursion)
+
+
+def test_a_list_is_never_generated_shorter_than_the_training_data_had_it(tmp_path):
+    """`items` always holds 2-3 elements in these records: no generated record has fewer,
+    untrained as the stop head is (it stops about half the time), while `tags`, seen empty,
+    still comes out empty too. The bound survives the artifact."""
+    from synth import store
+    from synth.inspect_tree import render
+
+    records = nested_records(12)
+    for i, r in enumerate(records):
+        r["items"] = [{"sku": f"SKU-{j}", "qty": j + 1, "price": 1.5, "status": "ACTIVE"} for j in range(2 + i % 2)]
+    torch.manual_seed(0)
+    model = Model.create(load("nested"), records=records, config=tiny())
+    assert "Sequence(repeated, min 2, max" in render(model)
+    store.save(model, tmp_path / "m")
+    for m in (model, store.load(tmp_path / "m")):
+        rows = [to_dict(r) for r in m.sample(300, seed=1)]
+        assert min(len(r.get("items", [])) for r in rows) >= 2
+        assert min(len(r.get("tags", [])) for r in rows) == 0

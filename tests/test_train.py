@@ -92,6 +92,48 @@ def test_multiscale_levels_betas_and_std_networks():
     assert torch.allclose(sigma[:, 0], expected)
 
 
+def test_a_multiscale_training_step_trains_every_level_s_std_network():
+    """The step's levels reach the latent's sigma: each std network gets its records' gradient."""
+    model = tiny(ModelConfig(latent_dim=16, char_dim=8, n_levels=4))
+    trainer = Trainer(model, quiet(steps=1, beta=BetaSchedule(kind="constant", end=0.64)), rows(), progress=False)
+    trainer.opt.step = lambda *a, **k: None  # keep the gradients to look at
+    trainer.opt.zero_grad = lambda *a, **k: None
+    for net in model.vae.std_nets:
+        net.out.bias.grad = None
+    trainer.train_step()
+    grads = [net.out.bias.grad for net in model.vae.std_nets]
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_leaf_children_are_teacher_forced_when_generation_re_encodes_them():
+    """Under `generation_feedback = "reencoded"` generation feeds a Tuple the encoder's
+    embedding of each drawn leaf value: training's auto leaf regime is then teacher forcing,
+    whatever the Tuple's scheduled sampling does to its other children."""
+    assert TrainConfig().leaf_mode(reencodes=True) == "TF"
+    assert TrainConfig().leaf_mode(reencodes=False) == "SS"
+    assert TrainConfig(tuple_sampling="AS").leaf_mode(reencodes=False) == "AS"
+    assert TrainConfig(leaf_sampling="SS").leaf_mode(reencodes=True) == "SS"
+    with pytest.raises(ConfigError, match="leaf_sampling"):
+        TrainConfig(leaf_sampling="XX")
+    from synth.train.calibrate import end_regime
+    from synth.vae import DecodeOptions
+
+    assert end_regime(TrainConfig(), True) == (0.0, 1.0, 1.0)
+    model = tiny()
+    model.vae.eval()
+    batch = model.codec.encode(model.messages(rows(16)))
+
+    def loss(opts: DecodeOptions) -> torch.Tensor:
+        with torch.no_grad():
+            return sum(v for k, v in model.vae(batch, opts).terms.items() if k != "kl")
+
+    forced = loss(DecodeOptions(1.0, 1.0, sample_latent=False))
+    leaves_forced = loss(DecodeOptions(0.0, 1.0, p_truth_leaf=1.0, sample_latent=False))
+    free = loss(DecodeOptions(0.0, 1.0, sample_latent=False))
+    assert torch.equal(leaves_forced, forced)  # a flat message: every child is a leaf
+    assert not torch.allclose(free, forced)
+
+
 def test_augmented_batch_composition(monkeypatch):
     model = tiny()
     cfg = quiet(steps=4, augment=AugmentConfig(n_augmented=5, p_sampled=0.2, gen_start_step=2))

@@ -25,6 +25,7 @@ class SequenceNode(Node):
     field: FieldNode
     element: Node
     max_len: int = 16  # generation stops here (elements)
+    min_len: int = 0  # ... and not before this
 
 
 def compile_sequence(c, f: FieldNode, element: Node, key: str, stat_key: str) -> SequenceNode:
@@ -37,7 +38,7 @@ def compile_sequence(c, f: FieldNode, element: Node, key: str, stat_key: str) ->
         # artifact holds the key this picks instead.
         seq_key = key + "[]" + SEQUENCE_SUFFIX
     seq = c.module(seq_key, lambda: Sequence(c.cfg.latent_dim, c.cfg.gru()))
-    return SequenceNode(f.path, seq, f, element, c.seq_len(stat_key))
+    return SequenceNode(f.path, seq, f, element, c.seq_len(stat_key), c.seq_min_len(stat_key))
 
 
 @register
@@ -87,9 +88,10 @@ class SequenceKind(Kind):
 
     def generate(self, vae, node, data, e, batch, g, pending):
         emitted, lengths = vae.module_for(node).decode_sample(e, node.max_len, g.temperature, g.greedy,
-                                                              g.rng(data.root))
+                                                              g.rng(data.root), min_len=node.min_len)
         data.lengths = lengths.cpu().numpy()
         vae.generate_node(node.element, emitted, np.repeat(data.root, data.lengths), batch, g, pending)
 
     def render(self, node):
-        return f"Sequence({'map' if node.field.is_map else 'repeated'}, max {node.max_len})"
+        least = f"min {node.min_len}, " if node.min_len else ""
+        return f"Sequence({'map' if node.field.is_map else 'repeated'}, {least}max {node.max_len})"

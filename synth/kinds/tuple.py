@@ -175,7 +175,8 @@ class TupleKind(Kind):
         m = vae.module_for(node)
         truth = [enc[c.path] for c in node.children]
         fixed = {i: enc[c.path] for i, c in enumerate(node.children) if c.path in opts.fixed_paths}
-        emitted = m.decode(e, truth, opts.p_truth_tuple, fixed=fixed, generator=opts.generator)
+        p_truth = [opts.leaf_truth if kind_of(c).leaf else opts.p_truth_tuple for c in node.children]
+        emitted = m.decode(e, truth, p_truth, fixed=fixed, generator=opts.generator)
         if opts.fixed_paths or opts.partial:
             _anchors_for_condition(vae, node, emitted, enc, opts)
         for child, e_c in zip(node.children, emitted):

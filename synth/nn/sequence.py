@@ -87,12 +87,14 @@ class Sequence(nn.Module):
 
     @torch.no_grad()
     def decode_sample(self, emb: torch.Tensor, max_len: int, temperature: float = 1.0,
-                      greedy: bool = False, generator=None
+                      greedy: bool = False, generator=None, min_len: int = 0
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> emitted element embeddings (total, dim) instance-major, lengths (n,).
+        """-> emitted element embeddings (total, dim) instance-major, lengths (n,) in
+        [min_len, max_len].
 
         Stop draws are made for the rows still going only, so a row's draws do not
-        depend on how long its batch neighbours run (synth.nn.draws).
+        depend on how long its batch neighbours run (synth.nn.draws). Before min_len
+        elements no stop is drawn at all.
         """
         n = emb.shape[0]
         h = self.dec_init(emb)
@@ -103,7 +105,9 @@ class Sequence(nn.Module):
         for t in range(max_len + 1):
             h = self.dec_cell(x, h)
             logit = self.stop(h)[:, 0]
-            if greedy:
+            if t < min_len:
+                stop = torch.zeros_like(alive)
+            elif greedy:
                 stop = logit > 0
             else:
                 p = rowwise.pointwise(torch.sigmoid, logit[alive] / max(temperature, 1e-6))

@@ -13,6 +13,8 @@ embedding) is computed by the caller, which knows the child's loss weight.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -65,13 +67,15 @@ class Tuple(nn.Module):
         return h, self.emit[i](h)
 
     def decode(self, emb: torch.Tensor, truth: list[torch.Tensor | None] | None = None,
-               p_truth: float = 0.0, fixed: dict[int, torch.Tensor] | None = None,
+               p_truth: float | Sequence[float] = 0.0, fixed: dict[int, torch.Tensor] | None = None,
                generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """emb (n, dim) -> the C emitted child embeddings (n, dim).
 
-        truth: encoder embeddings per child (training); fixed: child index -> embedding
+        truth: encoder embeddings per child (training); p_truth: the probability of feeding
+        each child's truth, one for all or one per child; fixed: child index -> embedding
         that is always fed back (conditioning), whatever p_truth is.
         """
+        p = [float(p_truth)] * self.n_children if isinstance(p_truth, (int, float)) else list(p_truth)
         h, x = self.start(emb)
         out = []
         for i in range(self.n_children):
@@ -80,5 +84,5 @@ class Tuple(nn.Module):
             if fixed and i in fixed:
                 x = fixed[i]
             else:
-                x = mix(e, truth[i] if truth else None, p_truth, generator)
+                x = mix(e, truth[i] if truth else None, p[i], generator)
         return out

@@ -13,7 +13,7 @@ their step loops.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -24,18 +24,28 @@ from synth.vae import DecodeOptions
 MIN_ROWS = 20  # a head seen fewer times on the validation split keeps temperature 1
 
 
-def end_regime(cfg: TrainConfig) -> tuple[float, float]:
-    """(p_truth_tuple, p_truth_string) at the end of a run of `cfg`: what the decoders were
-    last trained on (scheduled sampling has finished its warm-up by then)."""
-    return p_truth(cfg.tuple_sampling, 1.0, 1.0), p_truth(cfg.string_sampling, 1.0, 1.0)
+class Regime(NamedTuple):
+    """P(feed the truth) of each decoder at the end of a run: what it was last trained on."""
+
+    p_truth_tuple: float
+    p_truth_string: float
+    p_truth_leaf: float | None = None  # a Tuple's leaf children; None: p_truth_tuple's
+
+
+def end_regime(cfg: TrainConfig, reencodes: bool = False) -> Regime:
+    """The regime at the end of a run of `cfg` (scheduled sampling has finished its warm-up
+    by then); `reencodes`: the model's generation feeds back re-encoded leaf values."""
+    return Regime(p_truth(cfg.tuple_sampling, 1.0, 1.0), p_truth(cfg.string_sampling, 1.0, 1.0),
+                  p_truth(cfg.leaf_mode(reencodes), 1.0, 1.0))
 
 
 @torch.no_grad()
-def calibrate_leaves(model: Any, val: Sequence[Any], regime: tuple[float, float], seed: int) -> dict[str, Any]:
+def calibrate_leaves(model: Any, val: Sequence[Any], regime: Regime, seed: int) -> dict[str, Any]:
     """Fit the leaf temperatures on the validation messages `val`; update `model`; return the record."""
     heads: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     g = torch.Generator(device=model.device).manual_seed(seed)
-    opts = DecodeOptions(regime[0], regime[1], sample_latent=True, generator=g, heads=heads)
+    opts = DecodeOptions(regime.p_truth_tuple, regime.p_truth_string, p_truth_leaf=regime.p_truth_leaf,
+                         sample_latent=True, generator=g, heads=heads)
     was_training = model.vae.training
     model.vae.eval()
     try:
@@ -51,5 +61,5 @@ def calibrate_leaves(model: Any, val: Sequence[Any], regime: tuple[float, float]
     chosen = {k: t for k, t in sorted(fitted.items()) if t > 1.0}
     model.config = dataclasses.replace(model.config, leaf_temperatures=chosen)
     return {"chosen": chosen, "fitted": dict(sorted(fitted.items())), "heads": len(fitted),
-            "regime": {"p_truth_tuple": regime[0], "p_truth_string": regime[1]},
+            "regime": regime._asdict(),
             "criterion": "validation likelihood per head (temperature scaling), widening only (t >= 1)"}

@@ -111,6 +111,10 @@ class TrainConfig:
     seed: int = 0
     beta: BetaSchedule = field(default_factory=BetaSchedule)  # beta_max for multiscale
     tuple_sampling: str = "SS"  # TF | AS | SS, for Tuple and Sequence decoders
+    # TF | AS | SS | auto, for the leaf children of a Tuple (numbers, strings, categories).
+    # auto: TF when generation feeds back the re-encoded drawn value (`generation_feedback =
+    # "reencoded"`: teacher forcing is then what generation does), else tuple_sampling's
+    leaf_sampling: str = "auto"
     string_sampling: str = "TF"  # TF | AS | SS, for StringLiteral decoders
     sampling_warmup_steps: int = -1  # SS period in steps; -1 = sampling_warmup_fraction
     sampling_warmup_fraction: float = -1.0  # SS period as a fraction of the run; -1 = the beta warm-up (paper 2.4)
@@ -157,6 +161,8 @@ class TrainConfig:
         for name in ("tuple_sampling", "string_sampling"):
             if getattr(self, name) not in MODES:
                 problems.append(Violation(name, f"must be one of {', '.join(MODES)}"))
+        if self.leaf_sampling not in (*MODES, "auto"):
+            problems.append(Violation("leaf_sampling", f"must be one of {', '.join(MODES)} or auto"))
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             problems.append(Violation("device", "must be auto, cpu, cuda or cuda:N"))
         if self.precision not in PRECISIONS:
@@ -184,6 +190,12 @@ class TrainConfig:
         if self.sampling_warmup_fraction >= 0:
             return -1
         return self.beta.warmup_steps
+
+    def leaf_mode(self, reencodes: bool) -> str:
+        """The scheduled-sampling mode of a Tuple's leaf children (`leaf_sampling`, resolved)."""
+        if self.leaf_sampling != "auto":
+            return self.leaf_sampling
+        return "TF" if reencodes else self.tuple_sampling
 
     def ss_period(self, step: int, progress: float) -> tuple[float, float]:
         """(position, period) for `schedules.p_truth`: in steps, or in fractions of the run."""

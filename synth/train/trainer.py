@@ -203,7 +203,8 @@ class Trainer:
         position, period = cfg.ss_period(step, progress)
         opts = DecodeOptions(p_truth(cfg.tuple_sampling, position, period),
                              p_truth(cfg.string_sampling, position, period),
-                             levels, sample_latent=not pretrain, generator=self.local_gen,
+                             p_truth_leaf=p_truth(cfg.leaf_mode(self.model.reencode), position, period),
+                             levels=levels, sample_latent=not pretrain, generator=self.local_gen,
                              noise_key=(cfg.seed & 0xFFFFFFFF) << 32 | (step & 0xFFFFFFFF), positions=positions)
         if self.dist.active:
             opts.noise = self._global_noise(positions) if not pretrain else None
@@ -416,7 +417,8 @@ class Trainer:
 
             train_time = self.cfg.time_budget_s if self.budgeted else wall_s
             budget = min(t.max_seconds, t.max_fraction * train_time)
-            tuned = tune_generation(self.model, self.train_msgs, self.val_msgs, t, budget, end_regime(self.cfg))
+            tuned = tune_generation(self.model, self.train_msgs, self.val_msgs, t, budget,
+                                    end_regime(self.cfg, self.model.reencode))
         prior_tuned = tuned is not None and "chosen" in (tuned.get("prior") or {})
         if not prior_tuned and self.model.config.latent_prior_components:
             self.model.fit_latent_prior(self.train_msgs, self.model.config.latent_prior_components,

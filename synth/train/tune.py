@@ -50,7 +50,7 @@ import torch
 
 from synth.eval.posterior import posterior_draws
 from synth.latent_prior import Mixture, fit_mixture
-from synth.train.calibrate import calibrate_leaves
+from synth.train.calibrate import Regime, calibrate_leaves
 from synth.train.candidates import score_in_turn
 from synth.train.config import TuneConfig
 from synth.train.tune_encoding import choose_encoding
@@ -61,13 +61,13 @@ DETECTION_TIE = 0.01  # detection AUCs closer than this (or their gap's noise) a
 
 
 def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequence[Any], cfg: TuneConfig,
-                    budget_s: float, regime: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
+                    budget_s: float, regime: Regime = Regime(0.0, 1.0)) -> dict[str, Any]:
     """Choose the prior size, leaf temperatures, temperatures and encoding on `validation`; update
     `model`; return the record.
 
     `train`: the training records (for the prior's posteriors; None keeps the current prior).
     `budget_s`: wall-time cap for the whole tuning (0 = none).
-    `regime`: (p_truth_tuple, p_truth_string) the run ended in (calibrate.end_regime).
+    `regime`: the scheduled-sampling regime the run ended in (calibrate.end_regime).
     """
     t0 = time.time()
     deadline = t0 + budget_s if budget_s > 0 else math.inf
