@@ -48,7 +48,11 @@ def test_a_freed_block_stays_in_the_heap_for_the_next_one():
 
 
 def test_without_it_glibc_maps_the_block_apart_and_returns_it():
-    assert _probe(SYNTH_KEEP_FREED_MEMORY="0") == (False, 16, 0)
+    on, mapped, kept = _probe(SYNTH_KEEP_FREED_MEMORY="0")
+    assert (on, mapped) == (False, 16)
+    # the 16 MiB went back to the system; the heap's free space moves by at most the MiB of
+    # whatever else the interpreter allocated meanwhile (-1 seen once in a loaded full run)
+    assert -1 <= kept <= 1
 
 
 def test_the_users_own_malloc_settings_win():

@@ -14,6 +14,7 @@ import torch
 
 from synth import store
 from synth.cli import main
+from synth.errors import ConfigError
 from synth.model import Model
 from synth.model_config import ModelConfig
 from synth.train import BetaSchedule, TrainConfig, Trainer
@@ -152,7 +153,8 @@ def test_minutes_ends_the_run_by_time_and_completes_the_warmup(tmp_path):
 
 # -- every choice on validation only -----------------------------------------------------------------
 def test_early_stopping_reads_validation_only():
-    c = cfg(steps=12, eval_every=4, log_every=4, eval_records=8, early_stopping_patience=1, lr=3e-2)
+    c = cfg(steps=12, eval_every=4, log_every=4, eval_records=8, early_stopping_patience=1, lr=3e-2,
+            early_stopping_min_records=0)
     results, states = [], []
     for test in (rows(40, seed=3), garbage()):
         m = model()
@@ -169,6 +171,25 @@ def test_early_stopping_reads_validation_only():
     t._early_stop = lambda v: seen.append(v) or False
     t.run()
     assert seen and all(v is not None for v in seen)
+
+
+def test_early_stopping_does_not_act_on_a_few_dozen_validation_records():
+    """20 validation records (10% of 200) are under the default bar of 100: a validation loss
+    that only rises does not stop the run, and the manifest says so; with the bar lowered
+    the same run stops at its second evaluation."""
+    stopped = []
+    for bar in (None, 0):
+        extra = {} if bar is None else {"early_stopping_min_records": bar}
+        t = Trainer(model(), cfg(steps=12, eval_every=4, log_every=4, eval_records=8, early_stopping_patience=1,
+                                 **extra), rows(), progress=False)
+        rising = iter([1.0, 2.0, 3.0])
+        t.evaluate = lambda: {"validation_loss": next(rising)}
+        result = t.run()
+        stopped.append((result.step, result.early_stopped, t.early_stopping_acts))
+    assert len(t.val_msgs) == 20
+    assert stopped == [(12, False, False), (8, True, True)]
+    with pytest.raises(ConfigError, match="early_stopping_min_records"):
+        cfg(early_stopping_min_records=-1)
 
 
 class _Posteriors:
@@ -194,7 +215,7 @@ def test_restore_best_ends_with_the_best_validation_weights(restore):
     """With early_stopping_restore_best the run ends with the weights of its best validation
     loss, not its last step's; off (the default), it ends with the last step's."""
     c = cfg(steps=12, eval_every=4, log_every=4, eval_records=8, early_stopping_patience=10, lr=3e-2,
-            early_stopping_restore_best=restore)
+            early_stopping_restore_best=restore, early_stopping_min_records=0)
     m = model()
     t = Trainer(m, c, rows(), progress=False)
     losses = iter([1.0, 0.5, 2.0])  # the best validation loss is at the second evaluation (step 8)

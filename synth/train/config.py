@@ -126,6 +126,9 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps; 0 = none by steps
     checkpoint_seconds: float = 60.0  # also after this much training time since the last one; 0 = none
     early_stopping_patience: int = 5  # evaluations without validation-loss improvement; 0 = off
+    # Fewer validation records and early stopping does not act: the loss of a few dozen
+    # records is too noisy to stop on (the same bar as tune.min_validation_records)
+    early_stopping_min_records: int = 100
     # Keep the weights of the best validation loss and end with them (an experiment; off by default)
     early_stopping_restore_best: bool = False
     device: str = "auto"  # auto | cpu | cuda
@@ -173,6 +176,8 @@ class TrainConfig:
             problems.append(Violation("time_budget_s", "must be >= 0 (0: no time limit)"))
         if not 0.0 <= self.validation_fraction < 1.0:
             problems.append(Violation("validation_fraction", "must be in [0, 1) (0: no validation split)"))
+        if self.early_stopping_min_records < 0:
+            problems.append(Violation("early_stopping_min_records", "must be >= 0"))
         if self.validation_max_records < 0 or self.validation_min_records < 0:
             problems.append(Violation("validation_max_records", "validation record counts must be >= 0"))
         if self.shuffle_buffer < 1:

@@ -394,8 +394,9 @@ class Trainer:
         return True
 
     def _early_stop(self, validation_loss: float | None) -> bool:
-        """Early stopping reads the validation loss only (never the test loss)."""
-        if validation_loss is None or not self.cfg.early_stopping_patience:
+        """Early stopping reads the validation loss only (never the test loss), and only
+        with enough validation records (`early_stopping_min_records`)."""
+        if validation_loss is None or not self.early_stopping_acts:
             return False
         if validation_loss < self.best_test - 1e-6:
             self.best_test, self.best_step, self.bad_evals = validation_loss, self.step, 0
@@ -404,6 +405,10 @@ class Trainer:
             return False
         self.bad_evals += 1
         return self.bad_evals >= self.cfg.early_stopping_patience
+
+    @property
+    def early_stopping_acts(self) -> bool:
+        return bool(self.cfg.early_stopping_patience) and len(self.val_msgs) >= self.cfg.early_stopping_min_records
 
     def tune(self, wall_s: float) -> dict[str, Any] | None:
         """The step after training: the prior size and temperatures chosen on the validation
@@ -432,6 +437,7 @@ class Trainer:
         self.tuning = self.tune(wall_s)
         validation = {**self.validation_info,
                       "early_stopping": {"patience": self.cfg.early_stopping_patience,
+                                         "acted": self.early_stopping_acts,
                                          "best_validation_loss": None if math.isinf(self.best_test)
                                          else self.best_test, "best_step": self.best_step,
                                          "restored_best": self.restored_best}}
