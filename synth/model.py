@@ -273,8 +273,10 @@ class Model:
         anchor = self.decode(self.sample_latents(1, g), greedy=True, generator=g)[0]
         cond.apply(anchor)
         cond.message = anchor
-        _, enc = self.vae.encode(self.codec.encode([anchor]))
+        cond_batch = self.codec.encode([anchor])
+        _, enc = self.vae.encode(cond_batch)
         embeddings = {p: enc[p] for p in fixed}  # (1, D) each
+        values = {p: cond_batch.nodes[p].values for p in fixed}
         draw = self._conditioned_prior(cond, fixed, partial)
         out: list[Message] = []
         per_chunk = max(1, self.chunk // candidates)
@@ -290,7 +292,7 @@ class Model:
                 z = z[:k]
             batch = self.vae.generate(z.to(self.device), temperature, greedy, g, embeddings,
                                       cond.forced_presence(), self.reencode, partial,
-                                      leaf_temperatures=self.config.leaf_temperatures)
+                                      leaf_temperatures=self.config.leaf_temperatures, fixed_values=values)
             records = self.codec.decode(batch)
             for r in records:
                 cond.apply(r)

@@ -17,6 +17,7 @@ each node kind does in the encoder, the decoder's loss and generation is its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -278,11 +279,14 @@ class RecordVAE(nn.Module):
                  fixed: dict[str, torch.Tensor] | None = None,
                  force_present: frozenset[str] = frozenset(), reencode: bool = False,
                  partial: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 streams: RowStreams | None = None, leaf_temperatures: dict[str, float] | None = None) -> Batch:
+                 streams: RowStreams | None = None, leaf_temperatures: dict[str, float] | None = None,
+                 fixed_values: dict[str, Any] | None = None) -> Batch:
         """Decode latents (B, D) into a Batch of values (numpy) for the codec.
 
         fixed: node path -> encoder embeddings (B, D) of values fixed by a condition;
         the Tuple decoder is teacher-forced with them (conditional sampling).
+        fixed_values: node path -> those values as the codec holds them (the conditioning
+        record's batch values), for the nodes generated after them (a label's class).
         streams: one generator per request when z holds several requests' rows
         (synth.nn.draws); `generator` is then unused.
         leaf_temperatures: module key -> multiplier of `temperature` for that module's draws
@@ -291,7 +295,7 @@ class RecordVAE(nn.Module):
         batch = Batch(z.shape[0])
         pending: dict[str, list[tuple[Node, torch.Tensor]]] = {}
         g = _Gen(temperature, greedy, generator, fixed or {}, force_present, reencode, partial or {}, streams,
-                 leaf_temperatures or {})
+                 leaf_temperatures or {}, fixed_values or {})
         self.generate_node(self.plan, z, np.arange(z.shape[0]), batch, g, pending)
         for module, items in pending.items():  # deferred batched work, one call per module
             kind_of(items[0][0]).flush_generate(self, module, items, batch, g)
@@ -316,6 +320,7 @@ class _Gen:
     partial: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     streams: RowStreams | None = None
     leaf_temperatures: dict[str, float] = field(default_factory=dict)
+    fixed_values: dict[str, Any] = field(default_factory=dict)
 
     def temperature_of(self, node: Node) -> float:
         """The temperature of a node's draws: the call's, times its module's calibration."""

@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 from synth.batch import tensor
@@ -212,25 +211,13 @@ class CategoricalKind(Kind):
 
     def generate(self, vae, node, data, e, batch, g, pending):
         data.values = vae.module_for(node).decode(e, g.temperature_of(node), g.greedy, g.rng(data.root)).cpu().numpy()
-        if node.path in g.fixed:
+        if node.path in g.fixed_values:
             # A condition fixes the value (written into the records afterwards): what is
             # generated after it (anchored floats) must see that class, not a draw
-            known = self._class_of(vae, node, g.fixed[node.path])
-            if known is not None:
-                data.values = np.full_like(data.values, known)
+            data.values = np.full_like(data.values, int(np.asarray(g.fixed_values[node.path])[0]))
         if node.other is not None:
             rare = self._rare(vae, node, data)
             vae.generate_node(node.other, e[rare], data.root[rare.cpu().numpy()], batch, g, pending)
-
-    @staticmethod
-    def _class_of(vae, node, emb) -> int | None:
-        """The class whose encoder embedding is `emb` (1, D), or None (an escaped value)."""
-        module = vae.module_for(node)
-        with torch.no_grad():
-            table = module.encode(torch.arange(len(node.classes), device=vae.device))
-            gap = (table - emb.reshape(1, -1).to(table.dtype)).abs().amax(1)
-        best = int(gap.argmin())
-        return best if float(gap[best]) <= 1e-5 * (1.0 + float(table[best].abs().max())) else None
 
     def _escaped_values(self, vae, node, batch):
         """Encoder embeddings of the escaped rows' own values (the escape node's data)."""

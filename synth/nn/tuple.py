@@ -67,15 +67,15 @@ class Tuple(nn.Module):
         return h, self.emit[i](h)
 
     def decode(self, emb: torch.Tensor, truth: list[torch.Tensor | None] | None = None,
-               p_truth: float | Sequence[float] = 0.0, fixed: dict[int, torch.Tensor] | None = None,
+               p_truth: Sequence[float] | None = None, fixed: dict[int, torch.Tensor] | None = None,
                generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """emb (n, dim) -> the C emitted child embeddings (n, dim).
 
-        truth: encoder embeddings per child (training); p_truth: the probability of feeding
-        each child's truth, one for all or one per child; fixed: child index -> embedding
-        that is always fed back (conditioning), whatever p_truth is.
+        truth: encoder embeddings per child (training); p_truth: per child, the probability
+        of feeding its truth (None: never); fixed: child index -> embedding that is always
+        fed back (conditioning), whatever p_truth is.
         """
-        p = [float(p_truth)] * self.n_children if isinstance(p_truth, (int, float)) else list(p_truth)
+        p = p_truth if p_truth is not None else [0.0] * self.n_children
         h, x = self.start(emb)
         out = []
         for i in range(self.n_children):
