@@ -148,7 +148,7 @@ class Model:
             batch = self.codec.encode(msgs[i: i + self.chunk])
             mu, enc = self.vae.encode(batch)
             mu = refine_latents(self.vae, batch, mu, enc, steps, self.config.encode_refine_lr,
-                                self.config.encode_refine_guard)
+                                self.config.encode_refine_guard, self.config.leaf_temperatures)
             mus.append(mu.cpu())
             sigmas.append(self.vae.sigma(mu).cpu())
         if not mus:

@@ -17,7 +17,7 @@ each node kind does in the encoder, the decoder's loss and generation is its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -59,6 +59,9 @@ class DecodeOptions:
     # When given, the categorical, number, presence and oneof heads append (embeddings, targets) under their
     # module key: what the leaf temperatures are fitted on (synth/train/calibrate.py)
     heads: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+    # module key -> the temperature its head's loss is scored at (ModelConfig.leaf_temperatures:
+    # the spread the validation split supports); empty in training, which fits the heads
+    leaf_temperatures: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def sequence_truth(self) -> float:
@@ -67,6 +70,9 @@ class DecodeOptions:
     @property
     def leaf_truth(self) -> float:
         return self.p_truth_tuple if self.p_truth_leaf is None else self.p_truth_leaf
+
+    def temperature_of(self, module: str) -> float:
+        return self.leaf_temperatures.get(module, 1.0)
 
     def record_head(self, module: str, emb: torch.Tensor, target: torch.Tensor) -> None:
         if self.heads is not None:
@@ -237,15 +243,18 @@ class RecordVAE(nn.Module):
         """Add a node's loss terms, given the embedding e (n_node, D) its parent emitted."""
         kind_of(node).decode_train(self, node, batch.nodes[node.path], e, batch, enc, opts, losses, pending)
 
-    def reconstruction_terms(self, batch: Batch, z: torch.Tensor, enc: dict) -> torch.Tensor:
+    def reconstruction_terms(self, batch: Batch, z: torch.Tensor, enc: dict,
+                             leaf_temperatures: Mapping[str, float] | None = None) -> torch.Tensor:
         """-log p(record | z) by field, (T, B), differentiable in z: the training loss's
         reconstruction terms (all but the KL and the skews), with each decoder fed what
         generation feeds it when it draws the record's own values: a Tuple's leaf children
         are teacher-forced when generation re-encodes drawn values (the true ones, then);
-        its other children and sequences, which feed back their emitted embeddings, are not."""
+        its other children and sequences, which feed back their emitted embeddings, are not.
+        `leaf_temperatures`: module key -> the temperature that head is scored at."""
         losses = Losses(batch.size, z.device)
         leaf_truth = 1.0 if self.cfg.generation_feedback == "reencoded" else 0.0
-        opts = DecodeOptions(0.0, 1.0, p_truth_sequence=0.0, p_truth_leaf=leaf_truth, sample_latent=False)
+        opts = DecodeOptions(0.0, 1.0, p_truth_sequence=0.0, p_truth_leaf=leaf_truth, sample_latent=False,
+                             leaf_temperatures=dict(leaf_temperatures or {}))
         self.decode_losses(batch, z, enc, opts, losses)
         terms = [v for k, v in sorted(losses.terms.items()) if k != "kl" and not k.endswith("/skew")]
         return torch.stack(terms) if terms else torch.zeros(0, batch.size, device=z.device)

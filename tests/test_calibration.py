@@ -143,3 +143,32 @@ def test_presence_and_oneof_heads_are_fitted_and_drawn_with_their_temperatures()
         model.vae.nodes[presence].head.bias.fill_(3.0)
     sure, widened = inner_share({}), inner_share({presence: 1e6})
     assert sure > 0.85 and abs(widened - 0.5) < 0.08
+
+
+def test_each_heads_loss_at_a_temperature_is_the_likelihood_of_the_widened_head():
+    torch.manual_seed(0)
+    emb = torch.randn(50, 16)
+    gauss = ScalarTuple(2, ScalarTupleConfig(dim=16, likelihood="gaussian"))
+    x = torch.randn(50, 2)
+    with torch.no_grad():
+        mean, chol = gauss.dec(emb), gauss.cholesky(emb)
+        cov = chol @ chol.transpose(1, 2)
+        for t in (1.0, 4.0, 30.0):
+            widened = torch.distributions.MultivariateNormal(mean, covariance_matrix=t * cov)
+            # the loss drops the same constant (k/2 log 2 pi) at every temperature
+            torch.testing.assert_close(gauss.loss(emb, x, t) - gauss.loss(emb, x),
+                                       -(widened.log_prob(x) - torch.distributions.MultivariateNormal(
+                                           mean, covariance_matrix=cov).log_prob(x)), rtol=1e-4, atol=1e-4)
+    # (head, its logits, targets, where a target sits among the logits)
+    cat, oneof = Categorical(5, dim=16), Oneof(3, dim=16)
+    softmaxes = ((cat, cat._logits, torch.arange(50) % 5, 0), (oneof, oneof.selector, torch.arange(50) % 4 - 1, 1))
+    for head, logits, idx, shift in softmaxes:
+        with torch.no_grad():
+            want = -torch.log_softmax(logits(emb) / 3.0, 1)[torch.arange(50), idx + shift]
+            torch.testing.assert_close(head.loss(emb, idx, 3.0), want)
+            assert not torch.allclose(head.loss(emb, idx, 3.0), head.loss(emb, idx))
+    pres = Presence(dim=16)
+    bits = torch.arange(50) % 2 == 0
+    with torch.no_grad():
+        p = torch.sigmoid(pres.head(emb)[:, 0] / 3.0)
+        torch.testing.assert_close(pres.loss(emb, bits, 3.0), -torch.where(bits, p, 1 - p).log())

@@ -3,6 +3,7 @@ record's own reconstruction loss; the guard keeps fields from paying for others;
 settings validate, and the paper's config and old manifests read them as documented."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -23,15 +24,15 @@ def nested() -> Model:
     return Model.create(NESTED_PROTO, "Customer", records=nested_records(), config=tiny())
 
 
-def _terms(model: Model, records, z=None, steps=0, guard=0.0):
+def _terms(model: Model, records, z=None, steps=0, guard=0.0, temperatures=None):
     """Per-field reconstruction losses (fields, B) at the encoder's mean refined by `steps`."""
     batch = model.codec.encode(model.messages(records))
     model.vae.eval()
     with torch.no_grad():
         mu, enc = model.vae.encode(batch)
-    z = refine_latents(model.vae, batch, mu, enc, steps, 0.05, guard)
+    z = refine_latents(model.vae, batch, mu, enc, steps, 0.05, guard, temperatures)
     with torch.no_grad():
-        return model.vae.reconstruction_terms(batch, z, enc), z, mu
+        return model.vae.reconstruction_terms(batch, z, enc, temperatures), z, mu
 
 
 def test_refinement_lowers_every_records_reconstruction_loss(nested):
@@ -54,6 +55,27 @@ def test_the_guard_stops_fields_paying_for_others(nested):
             for g in (0.0, 100.0)}
     assert rise[0.0] > 0  # plain likelihood does let some field get worse ...
     assert rise[100.0] < 0.5 * rise[0.0]  # ... the guard much less
+
+
+def test_each_head_is_scored_at_the_models_leaf_temperature(nested):
+    """A head widened by calibration weighs in the refinement as the widened head: its
+    residuals count 1/t as much, and encode uses the temperatures the model stores."""
+    records = nested_records()
+    widened = {"shop:Geo#floats": 40.0, "shop:Customer:status": 3.0}
+    plain, z_plain, _ = _terms(nested, records)
+    tempered, _, _ = _terms(nested, records, temperatures=widened)
+    assert plain.shape == tempered.shape and not torch.allclose(plain, tempered)
+    assert torch.equal(_terms(nested, records, temperatures={})[0], plain)  # no temperature: as trained
+    _, z_tempered, _ = _terms(nested, records, steps=30, temperatures=widened)
+    _, z_raw, _ = _terms(nested, records, steps=30)
+    assert not torch.allclose(z_tempered, z_raw)
+    before = nested.config
+    try:
+        nested.config = dataclasses.replace(before, leaf_temperatures=widened, encode_refine_steps=30,
+                                            encode_refine_lr=0.05, encode_refine_guard=0.0)
+        torch.testing.assert_close(nested.encode(records)[0], z_tempered)
+    finally:
+        nested.config = before
 
 
 def test_records_with_nothing_to_refine_come_back_unchanged():

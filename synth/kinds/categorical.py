@@ -204,7 +204,7 @@ class CategoricalKind(Kind):
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
         target = tensor(data.values, vae.device)
         opts.record_head(node.module, e, target)
-        loss = vae.module_for(node).loss(e, target)
+        loss = vae.module_for(node).loss(e, target, opts.temperature_of(node.module))
         losses.add(node.path + "/recon", loss, vae.root_of(batch, node))
         if node.other is not None:
             vae.decode_node(node.other, e[self._rare(vae, node, data)], batch, enc, opts, losses, pending)

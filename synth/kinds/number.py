@@ -99,7 +99,7 @@ class ScalarTupleKind(Kind):
             else:
                 target = m.anchored_target(raw, cls)
             opts.record_head(node.module, e, target)
-            loss = m.loss(e, target)
+            loss = m.loss(e, target, opts.temperature_of(node.module))
             if cls is not None:  # the NLL of the scores, whatever the row's class
                 loss = loss + m.anchor_logdet(cls)
         losses.add(node.path + "/recon", loss, vae.root_of(batch, node))

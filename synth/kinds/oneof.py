@@ -72,7 +72,7 @@ class OneofKind(Kind):
         m = vae.module_for(node)
         case = tensor(data.case, vae.device)
         opts.record_head(node.module, e, case)
-        losses.add(node.path + "/case", m.loss(e, case), vae.root_of(batch, node))
+        losses.add(node.path + "/case", m.loss(e, case, opts.temperature_of(node.module)), vae.root_of(batch, node))
         for k, child in enumerate(node.children):
             rows = (case == k).nonzero()[:, 0]
             e_k = m.emit[k](e[rows])

@@ -89,8 +89,8 @@ class Categorical(nn.Module):
             return self.enc(idx)  # (n, dim)
         return F.embedding(idx, self._table())
 
-    def loss(self, emb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self._logits(emb), idx, reduction="none")  # (n,)
+    def loss(self, emb: torch.Tensor, idx: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return F.cross_entropy(self._logits(emb, 1.0 / temperature), idx, reduction="none")  # (n,)
 
     @torch.no_grad()
     def calibrated_temperature(self, emb: torch.Tensor, idx: torch.Tensor) -> float:

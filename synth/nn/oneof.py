@@ -31,8 +31,8 @@ class Oneof(nn.Module):
             out = out.index_add(0, rows, child.to(out.dtype))  # (dtypes differ under autocast)
         return out
 
-    def loss(self, emb: torch.Tensor, case: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.selector(emb), case + 1, reduction="none")
+    def loss(self, emb: torch.Tensor, case: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return F.cross_entropy(self.selector(emb) / temperature, case + 1, reduction="none")
 
     @torch.no_grad()
     def calibrated_temperature(self, emb: torch.Tensor, case: torch.Tensor) -> float:

@@ -29,8 +29,9 @@ class Presence(nn.Module):
         out[present] = child.to(out.dtype)  # (dtypes differ under autocast)
         return out
 
-    def loss(self, emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(self.head(emb)[:, 0], present.float(), reduction="none")
+    def loss(self, emb: torch.Tensor, present: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self.head(emb)[:, 0] / temperature, present.float(),
+                                                  reduction="none")
 
     @torch.no_grad()
     def calibrated_temperature(self, emb: torch.Tensor, present: torch.Tensor) -> float:

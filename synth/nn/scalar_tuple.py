@@ -232,7 +232,8 @@ class ScalarTuple(nn.Module):
             chol[:, rows, cols] = raw[:, k:]
         return chol
 
-    def loss(self, emb: torch.Tensor, xw: torch.Tensor) -> torch.Tensor:
+    def loss(self, emb: torch.Tensor, xw: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """NLL per row (n,); `temperature`: the Gaussian's variance multiplier (a leaf temperature)."""
         if self.cfg.likelihood == "mse":
             # Summed, not averaged, squared error: all k fields together weigh 1 (B.2).
             return ((self.dec(emb) - xw) ** 2).sum(1)  # (n,)
@@ -242,6 +243,8 @@ class ScalarTuple(nn.Module):
             white, chol = self._standardised(emb, xw)
             logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
             nll = 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
+            if temperature != 1.0:
+                nll = self._tempered(nll - logdet, logdet, temperature)
             if not self.has_tail:
                 return nll
             return self._mixture_nll(nll, xw)
@@ -273,9 +276,13 @@ class ScalarTuple(nn.Module):
             return gaussian_temperature(white)
         # the head's variance multiplier under the mixture: the class component keeps its own
         logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
-        r2 = (white.double() ** 2).sum(1).float()
-        return tail_temperature(lambda t: float(self._mixture_nll(0.5 * r2 / t + logdet + 0.5 * self.k * math.log(t),
-                                                                  xw).mean()))
+        half_r2 = 0.5 * (white.double() ** 2).sum(1).float()
+        return tail_temperature(lambda t: float(self._mixture_nll(self._tempered(half_r2, logdet, t), xw).mean()))
+
+    def _tempered(self, half_r2: torch.Tensor, logdet: torch.Tensor, t: float) -> torch.Tensor:
+        """The head's NLL with its covariance multiplied by t, from half the squared
+        standardised residual and the log-determinant of its Cholesky factor."""
+        return half_r2 / t + logdet + 0.5 * self.k * math.log(t)
 
     def value_distribution(self, emb: torch.Tensor, cls: torch.Tensor | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
