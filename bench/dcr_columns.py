@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,15 +35,21 @@ def keep(table: LeafTable, names: list[str]) -> LeafTable:
     return LeafTable(tuple(c for c in table.columns if c.name in names), table.n_rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def quality_run(doc: str, argv: list[str] | None) -> tuple[str, Any, list[dict], list[dict], list[dict]]:
+    """The command line's quality run: (dataset, its schema tree, training, test and
+    generated records)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", help="a dataset of bench/quality.py with a protosynth run (vermont, flights, ...)")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/quality")
     a = ap.parse_args(argv)
     root = a.runs / a.dataset
     tree = store.load(root / "protosynth/model").tree
-    train, test, generated = (flatten(tree, read(root / f)) for f in
-                              ("train.jsonl", "test.jsonl", "protosynth/generated.jsonl"))
+    return (a.dataset, tree, *(read(root / f) for f in ("train.jsonl", "test.jsonl", "protosynth/generated.jsonl")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    _, tree, *records = quality_run(__doc__, argv)
+    train, test, generated = (flatten(tree, r) for r in records)
     names = train.names
     print("| columns | generated | floor (held-out rows) | generated at distance 0 | held-out at distance 0 |")
     print("|---|---|---|---|---|")
