@@ -48,9 +48,11 @@ def main() -> None:
     ap.add_argument("--retune", action="store_true",
                     help="with --from-run: choose the prior and temperatures again with this code's tuner, on "
                          "the run's own validation split (what training does at its end); the weights are kept")
-    ap.add_argument("--retune-encoding", action="store_true",
-                    help="with --from-run: choose only how encode refines latents, on the run's own validation "
-                         "split (for runs trained before the tuner made that choice); the rest is kept")
+    ap.add_argument("--retune-only", default="",
+                    help="with --from-run: choose only these parts of the tuning again (comma-separated: "
+                         "closed_pairs, encoding), on the run's own validation split, for runs trained "
+                         "before the tuner made those choices; the rest is kept")
+    ap.add_argument("--retune-encoding", action="store_true", help="the same as --retune-only encoding")
     a = ap.parse_args()
     if a.from_run:
         run_dir = Path(a.from_run)
@@ -59,10 +61,11 @@ def main() -> None:
         run_dir = ROOT / "runs/bench/default"
     bundle(run_dir)
     model = store.load("vermont-address")
+    only = [p for p in a.retune_only.split(",") if p] + (["encoding"] if a.retune_encoding else [])
     if a.retune:
         retune(model)
-    elif a.retune_encoding:
-        retune(model, encoding_only=True)
+    elif only:
+        retune(model, only=only)
     train, test = benchmark_data()
     t0 = time.time()
     report = evaluate(model, train, test, n_samples=a.samples, seed=0)
@@ -75,9 +78,12 @@ def main() -> None:
     (TARGET / "README.md").write_text(provenance(model, "python " + " ".join(sys.argv)))
 
 
-def retune(model, encoding_only: bool = False) -> None:
+PARTS = {"closed_pairs": "closed_pairs", "encoding": "encoding"}  # tuning record part -> TuneConfig switch
+
+
+def retune(model, only: list[str] | None = None) -> None:
     """Run the end-of-training tuner again on the run's own split (bench/vermont.py's run_regime);
-    with `encoding_only`, its encoding choice alone (the other parts' records are kept)."""
+    with `only`, those parts' choices alone (the other parts' records are kept)."""
     import dataclasses
 
     from synth.configs import from_dict
@@ -88,11 +94,17 @@ def retune(model, encoding_only: bool = False) -> None:
     cfg = from_dict(TrainConfig, model.metadata["run_config"]["train"])
     fit, validation = run_split(model)
     budget = min(cfg.tune.max_seconds, cfg.tune.max_fraction * cfg.time_budget_s)  # as the trainer's
-    if encoding_only:
-        tune_cfg = dataclasses.replace(cfg.tune, prior=False, calibrate=False, temperatures=False, encoding=True)
+    if only:
+        unknown = sorted(set(only) - set(PARTS))
+        if unknown:
+            raise SystemExit(f"--retune-only: unknown part(s) {unknown}; choose from {sorted(PARTS)}")
+        switches = {s: s in only for s in PARTS.values()}
+        tune_cfg = dataclasses.replace(cfg.tune, prior=False, calibrate=False, temperatures=False, **switches)
+        fresh = tune_generation(model, fit, validation, tune_cfg, budget, end_regime(cfg))
         tuning = dict(model.metadata.get("tuning") or {})
-        tuning["encoding"] = tune_generation(model, fit, validation, tune_cfg, budget, end_regime(cfg))["encoding"]
-        tuning["encoding"]["retuned"] = "bench/bundle_vermont.py --retune-encoding, on the trained weights"
+        for part in only:
+            tuning[part] = {**fresh[part], "retuned": f"bench/bundle_vermont.py --retune-only {','.join(only)}, "
+                                                      "on the trained weights"}
         model.metadata["tuning"] = tuning
         return
     model.metadata["tuning"] = tune_generation(model, fit, validation, cfg.tune, budget, end_regime(cfg))

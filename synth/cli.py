@@ -181,18 +181,21 @@ def _print_tuning(tuning: dict | None) -> None:
         return
     prior, temps = tuning.get("prior") or {}, tuning.get("temperatures") or {}
     leaves, encoding = tuning.get("leaf_temperatures") or {}, tuning.get("encoding") or {}
+    closed = tuning.get("closed_pairs") or {}
     parts = []
     if "chosen" in prior:
         parts.append(f"latent_prior_components={prior['chosen']}")
     if "chosen" in leaves:
         parts.append(f"{len(leaves['chosen'])} of {leaves['heads']} heads widened (leaf_temperatures)")
+    if "chosen" in closed:
+        parts.append(f"{len(closed['chosen'])} closed label pairs")
     if "chosen" in temps:
         parts += [f"{k}={v}" for k, v in temps["chosen"].items()]
     if "chosen" in encoding:
         parts += [f"{k}={v}" for k, v in encoding["chosen"].items()]
     skipped = [f"{name}: {d['skipped']}"
-               for name, d in (("prior", prior), ("leaf temperatures", leaves), ("temperatures", temps),
-                               ("encoding", encoding))
+               for name, d in (("prior", prior), ("leaf temperatures", leaves), ("closed pairs", closed),
+                               ("temperatures", temps), ("encoding", encoding))
                if "skipped" in d]
     print(f"tuned on {tuning.get('validation_records')} validation records (seed {tuning.get('seed')}): "
           + (", ".join(parts) or "nothing") + ("; " + "; ".join(skipped) if skipped else ""), file=sys.stderr)
@@ -410,6 +413,8 @@ def cmd_tune(a: argparse.Namespace) -> int:
         changes["calibrate"] = False
     if a.no_encoding:
         changes["encoding"] = False
+    if a.no_closed_pairs:
+        changes["closed_pairs"] = False
     cfg = from_dict(TuneConfig, {**dataclasses.asdict(cfg), **changes})
     val = _read_data(a.validation, model.schema, a.data_format, a.skip_bad)
     train = _read_data(a.train, model.schema, a.data_format, a.skip_bad) if a.train else None
@@ -417,7 +422,7 @@ def cmd_tune(a: argparse.Namespace) -> int:
     tuning["validation_path"] = str(a.validation)
     # A part left alone keeps the record of the tuning that chose its current values
     previous = model.metadata.get("tuning") or {}
-    for part in ("prior", "leaf_temperatures", "temperatures", "encoding"):
+    for part in ("prior", "leaf_temperatures", "closed_pairs", "temperatures", "encoding"):
         if str((tuning.get(part) or {}).get("skipped", "")).startswith("tune.") and part in previous:
             tuning[part]["previous"] = previous[part]
     model.metadata["tuning"] = tuning
@@ -614,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-temperatures", action="store_true", help="keep the temperatures")
     s.add_argument("--no-calibrate", action="store_true", help="keep the leaf temperatures")
     s.add_argument("--no-encoding", action="store_true", help="keep how encode refines latents")
+    s.add_argument("--no-closed-pairs", action="store_true",
+                   help="keep the closed label pairs (found again only with --train)")
     s.add_argument("--out", help="write the updated artifact here (default: in place)")
     s.add_argument("--json", action="store_true", help="print the tuning record")
     data_args(s)

@@ -28,6 +28,7 @@ from synth.nn.draws import RowStreams
 from synth.fitstats import FitStats, fit_stats
 from synth.plan import TupleNode
 from synth.records import to_messages
+from synth.closed_pairs import allowed_tables
 from synth.refine import refine_latents
 from synth.schema.loader import LoadedSchema, load_schema
 from synth.schema.tree import build_tree
@@ -158,16 +159,20 @@ class Model:
 
     @torch.inference_mode()
     def decode(self, z: Any, temperature: float | None = None, greedy: bool = False,
-               seed: int | None = None, generator: torch.Generator | None = None) -> list[Message]:
-        """Latents (n, latent_dim) -> records. Deterministic with greedy=True or a seed."""
+               seed: int | None = None, generator: torch.Generator | None = None,
+               closed: bool = False) -> list[Message]:
+        """Latents (n, latent_dim) -> records. Deterministic with greedy=True or a seed.
+        `closed`: keep the labels to the closed pairs' combinations, as `sample` does."""
         z = self._latents(z)
         temperature = self.config.sample_temperature if temperature is None else temperature
         g = generator or self.generator(seed)
         self.vae.eval()
         out: list[Message] = []
+        tables = self.closed_tables() if closed else None
         for i in range(0, z.shape[0], self.chunk):
             batch = self.vae.generate(z[i: i + self.chunk].to(self.device), temperature, greedy, g,
-                                      reencode=self.reencode, leaf_temperatures=self.config.leaf_temperatures)
+                                      reencode=self.reencode, leaf_temperatures=self.config.leaf_temperatures,
+                                      closed=tables)
             out += self.codec.decode(batch)
         return out
 
@@ -196,6 +201,17 @@ class Model:
         self.vae.set_prior(fit_mixture(mu, sigma, components, generator=g))
 
     @torch.no_grad()
+    def closed_tables(self) -> dict[str, list[tuple[str, torch.Tensor]]]:
+        """The closed pairs' tables (synth/closed_pairs.py), built once per setting."""
+        pairs = self.config.closed_pairs
+        if not pairs:
+            return {}
+        cached = getattr(self, "_closed_cache", None)
+        if cached is None or cached[0] is not pairs:
+            cached = (pairs, allowed_tables(self.plan, pairs, self.device))
+            self._closed_cache = cached
+        return cached[1]
+
     def sample_latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """z from the fitted mixture prior, else z ~ N(m, S), the moving mean/covariance of
         the training latents (paper section 2.4)."""
@@ -223,7 +239,7 @@ class Model:
         g = self.generator(seed)
         temperature = self.config.sample_temperature if temperature is None else temperature
         if not where:
-            return self.decode(self.sample_latents(n, g), temperature, greedy, generator=g)
+            return self.decode(self.sample_latents(n, g), temperature, greedy, generator=g, closed=True)
         return self._sample_where(n, g, temperature, greedy, where, max(1, candidates))
 
     @torch.inference_mode()
@@ -252,7 +268,7 @@ class Model:
             self.vae.eval()
         with rowwise.row_invariant():
             batch = self.vae.generate(z, temperature, greedy, None, reencode=self.reencode, streams=streams,
-                                      leaf_temperatures=self.config.leaf_temperatures)
+                                      leaf_temperatures=self.config.leaf_temperatures, closed=self.closed_tables())
         records = self.codec.decode(batch)
         start = 0
         for k in live:
@@ -292,7 +308,8 @@ class Model:
                 z = z[:k]
             batch = self.vae.generate(z.to(self.device), temperature, greedy, g, embeddings,
                                       cond.forced_presence(), self.reencode, partial,
-                                      leaf_temperatures=self.config.leaf_temperatures, fixed_values=values)
+                                      leaf_temperatures=self.config.leaf_temperatures, fixed_values=values,
+                                      closed=self.closed_tables())
             records = self.codec.decode(batch)
             for r in records:
                 cond.apply(r)

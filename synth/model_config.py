@@ -83,6 +83,10 @@ class ModelConfig:
     # validation split after training so that no head is surer than held-out rows allow
     # (synth/train/calibrate.py); {} = none. Module keys as `synth inspect` prints them.
     leaf_temperatures: dict[str, float] = field(default_factory=dict)
+    # Closed label pairs ({"A path -> B path": [[class of A, class of B], ...]}): sampled
+    # records draw B only among the classes seen with the A drawn before it in training;
+    # found on the validation split after training (synth/closed_pairs.py); {} = none.
+    closed_pairs: dict[str, list[list[int]]] = field(default_factory=dict)
     scalar_likelihood: str = "gaussian"  # "gaussian" (learned spread; see ScalarTuple) or "mse" (paper)
     # Numbers are modelled on their normal scores (each member through its training quantile
     # function and the inverse normal CDF; synth/nn/scalar_tuple.py), or on raw values ("none", paper)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from synth.batch import Batch, NodeData, tensor
+from synth.closed_pairs import allowed_rows
 from synth.kinds import kind_of
 from synth.latent_prior import Mixture
 from synth.model_config import ModelConfig
@@ -289,7 +290,8 @@ class RecordVAE(nn.Module):
                  force_present: frozenset[str] = frozenset(), reencode: bool = False,
                  partial: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
                  streams: RowStreams | None = None, leaf_temperatures: dict[str, float] | None = None,
-                 fixed_values: dict[str, Any] | None = None) -> Batch:
+                 fixed_values: dict[str, Any] | None = None,
+                 closed: dict[str, list[tuple[str, torch.Tensor]]] | None = None) -> Batch:
         """Decode latents (B, D) into a Batch of values (numpy) for the codec.
 
         fixed: node path -> encoder embeddings (B, D) of values fixed by a condition;
@@ -300,11 +302,13 @@ class RecordVAE(nn.Module):
         (synth.nn.draws); `generator` is then unused.
         leaf_temperatures: module key -> multiplier of `temperature` for that module's draws
         (ModelConfig.leaf_temperatures).
+        closed: a label's path -> the closed pairs that restrict its draws
+        (synth.closed_pairs.allowed_tables; ModelConfig.closed_pairs).
         """
         batch = Batch(z.shape[0])
         pending: dict[str, list[tuple[Node, torch.Tensor]]] = {}
         g = _Gen(temperature, greedy, generator, fixed or {}, force_present, reencode, partial or {}, streams,
-                 leaf_temperatures or {}, fixed_values or {})
+                 leaf_temperatures or {}, fixed_values or {}, closed or {})
         self.generate_node(self.plan, z, np.arange(z.shape[0]), batch, g, pending)
         for module, items in pending.items():  # deferred batched work, one call per module
             kind_of(items[0][0]).flush_generate(self, module, items, batch, g)
@@ -330,6 +334,13 @@ class _Gen:
     streams: RowStreams | None = None
     leaf_temperatures: dict[str, float] = field(default_factory=dict)
     fixed_values: dict[str, Any] = field(default_factory=dict)
+    # a label's path -> the closed pairs that restrict it (synth.closed_pairs.allowed_tables)
+    closed: dict[str, list[tuple[str, torch.Tensor]]] = field(default_factory=dict)
+
+    def allowed(self, node: Node, batch: Batch) -> torch.Tensor | None:
+        """The classes a label may take in each row, given the labels drawn before it; None: any."""
+        tables = self.closed.get(node.path)
+        return allowed_rows(tables, batch) if tables else None
 
     def temperature_of(self, node: Node) -> float:
         """The temperature of a node's draws: the call's, times its module's calibration."""

@@ -210,11 +210,16 @@ class CategoricalKind(Kind):
             vae.decode_node(node.other, e[self._rare(vae, node, data)], batch, enc, opts, losses, pending)
 
     def generate(self, vae, node, data, e, batch, g, pending):
-        data.values = vae.module_for(node).decode(e, g.temperature_of(node), g.greedy, g.rng(data.root)).cpu().numpy()
+        data.values = vae.module_for(node).decode(e, g.temperature_of(node), g.greedy, g.rng(data.root),
+                                                  g.allowed(node, batch)).cpu().numpy()
         if node.path in g.fixed_values:
             # A condition fixes the value (written into the records afterwards): what is
-            # generated after it (anchored floats) must see that class, not a draw
-            data.values = np.full_like(data.values, int(np.asarray(g.fixed_values[node.path])[0]))
+            # generated after it (anchored floats) must see that class, not a draw. A value
+            # outside the classes (the escape) has no moments of its own: the draw, the class
+            # the decoder puts in its place given the latent and the labels before it, stays.
+            fixed = int(np.asarray(g.fixed_values[node.path])[0])
+            if node.other is None or fixed != len(node.classes):
+                data.values = np.full_like(data.values, fixed)
         if node.other is not None:
             rare = self._rare(vae, node, data)
             vae.generate_node(node.other, e[rare], data.root[rare.cpu().numpy()], batch, g, pending)

@@ -99,7 +99,9 @@ class Categorical(nn.Module):
 
     @torch.no_grad()
     def decode(self, emb: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        if greedy:
-            return draw(self._logits(emb), 1.0, True, generator)
-        return draw(self._logits(emb, 1.0 / max(temperature, 1e-6)), 1.0, False, generator)
+               generator: torch.Generator | None = None, allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """Class indices (n,); `allowed`: (n, n_classes) bool, the classes each row may take."""
+        logits = self._logits(emb) if greedy else self._logits(emb, 1.0 / max(temperature, 1e-6))
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        return draw(logits, 1.0, greedy, generator)

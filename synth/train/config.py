@@ -61,6 +61,10 @@ class TuneConfig:
     # fit a temperature per categorical/number head on the validation likelihood (widening
     # only: ModelConfig.leaf_temperatures; synth/train/calibrate.py)
     calibrate: bool = True
+    # find the closed label pairs: a validation share >= closed_min_coverage of a pair's
+    # combinations seen in training (ModelConfig.closed_pairs; synth/closed_pairs.py)
+    closed_pairs: bool = True
+    closed_min_coverage: float = 0.99
     temperatures: bool = True  # choose sample_temperature x latent_temperature on the grid below
     sample_temperatures: tuple[float, ...] = (0.5, 0.75, 1.0)
     latent_temperatures: tuple[float, ...] = (0.7, 0.85, 1.0)
@@ -84,6 +88,8 @@ class TuneConfig:
             problems.append(Violation("sample_temperatures", "temperatures must be > 0"))
         if self.samples < 1:
             problems.append(Violation("samples", "must be >= 1"))
+        if not 0.0 < self.closed_min_coverage <= 1.0:
+            problems.append(Violation("closed_min_coverage", "must be in (0, 1]"))
         if any(not 0 <= g < float("inf") for g in self.encoding_guards):
             problems.append(Violation("encoding_guards", "guards must be finite and >= 0"))
         if self.encoding_records < 1:

@@ -19,6 +19,10 @@ an evaluation seed that is not the benchmark's):
 2. The leaf temperatures: each categorical and number head's temperature fitted to the
    validation records' likelihood, widening only (synth/train/calibrate.py).
 
+2b. The closed label pairs: ordered pairs of categorical leaves of one message whose
+   validation combinations occur in training (synth/closed_pairs.py); sampling then keeps
+   the second label to the classes seen with the first. Needs the training records.
+
 3. The temperatures (`sample_temperature` x `latent_temperature`, a small grid): for
    each candidate `samples` records are generated (seed `tune.seed`) and compared with
    the validation records by `synth.eval.compare.compare_records`. Objective,
@@ -48,6 +52,7 @@ from typing import Any, Sequence
 
 import torch
 
+from synth.closed_pairs import find_closed_pairs
 from synth.eval.posterior import posterior_draws
 from synth.latent_prior import Mixture, fit_mixture
 from synth.train.calibrate import Regime, calibrate_leaves
@@ -87,6 +92,7 @@ def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequenc
         out["prior"] = choose_prior(model, model.messages(train), val, candidates, cfg.seed)
     # The other parts: each has its switch, and needs enough validation records
     parts = (("leaf_temperatures", "calibrate", lambda: calibrate_leaves(model, val, regime, cfg.seed)),
+             ("closed_pairs", "closed_pairs", lambda: choose_closed_pairs(model, train, val, cfg)),
              ("temperatures", "temperatures", lambda: choose_temperatures(model, val, cfg, deadline)),
              ("encoding", "encoding", lambda: choose_encoding(model, val, cfg, deadline)))
     for part, switch, choose in parts:
@@ -155,6 +161,22 @@ def mixture_loglik(x: torch.Tensor, mix: Mixture) -> float:
     log_norm = -0.5 * (x.shape[1] * math.log(2 * math.pi)) - torch.log(s).sum(1)  # (K,)
     logp = torch.log(mix.weights.double().cpu()) + log_norm - 0.5 * quad
     return float(torch.logsumexp(logp, 1).mean())
+
+
+# -- closed label pairs ---------------------------------------------------------------------------
+def choose_closed_pairs(model: Any, train: Sequence[Any] | None, val: Sequence[Any], cfg: TuneConfig) -> dict[str, Any]:
+    """Find the closed label pairs (synth/closed_pairs.py) on the validation split; set them in the config."""
+    if not train:
+        return {"skipped": "no training records given", "kept": len(model.config.closed_pairs)}
+    train = list(train)
+    if len(train) > MAX_POSTERIORS:  # as many as the prior's posteriors: enough to see the pairs
+        g = torch.Generator().manual_seed(cfg.seed)
+        train = [train[i] for i in torch.randperm(len(train), generator=g)[:MAX_POSTERIORS].tolist()]
+    found = find_closed_pairs(model.plan, model.codec.encode(model.messages(train)), model.codec.encode(val),
+                              cfg.closed_min_coverage, cfg.min_validation_records)
+    model.config = dataclasses.replace(model.config, closed_pairs=found["chosen"])
+    return {"chosen": sorted(found["chosen"]), "checked": found["checked"], "criterion": found["criterion"],
+            "training_records": len(train)}
 
 
 # -- the temperatures -----------------------------------------------------------------------------
