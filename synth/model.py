@@ -75,6 +75,8 @@ class Model:
         self.vae = RecordVAE(plan, modules, config)
         self.vae.eval()
         self.metadata: dict[str, Any] = {}  # training config, summary, metrics: kept in the manifest
+        # (config.closed_pairs, device, their tables): rebuilt when either changes
+        self._closed: tuple[Any, Any, dict] | None = None
 
     @classmethod
     def create(cls, source: Any, message: str | None = None, records: Iterable[Any] | None = None,
@@ -206,11 +208,9 @@ class Model:
         pairs = self.config.closed_pairs
         if not pairs:
             return {}
-        cached = getattr(self, "_closed_cache", None)
-        if cached is None or cached[0] is not pairs:
-            cached = (pairs, allowed_tables(self.plan, pairs, self.device))
-            self._closed_cache = cached
-        return cached[1]
+        if self._closed is None or self._closed[0] is not pairs or self._closed[1] != self.device:
+            self._closed = (pairs, self.device, allowed_tables(self.plan, pairs, self.device))
+        return self._closed[2]
 
     def sample_latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """z from the fitted mixture prior, else z ~ N(m, S), the moving mean/covariance of
