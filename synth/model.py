@@ -202,7 +202,6 @@ class Model:
         mu, sigma = self.encode(msgs, refine_steps=0)
         self.vae.set_prior(fit_mixture(mu, sigma, components, generator=g))
 
-    @torch.no_grad()
     def closed_tables(self) -> dict[str, list[tuple[str, torch.Tensor]]]:
         """The closed pairs' tables (synth/closed_pairs.py), built once per setting."""
         pairs = self.config.closed_pairs
@@ -212,6 +211,7 @@ class Model:
             self._closed = (pairs, self.device, allowed_tables(self.plan, pairs, self.device))
         return self._closed[2]
 
+    @torch.no_grad()
     def sample_latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """z from the fitted mixture prior, else z ~ N(m, S), the moving mean/covariance of
         the training latents (paper section 2.4)."""

@@ -59,7 +59,8 @@ class PresenceKind(Kind):
     def decode_train(self, vae, node, data, e, batch, enc, opts, losses, pending):
         present = tensor(data.present, vae.device)
         opts.record_head(node.module, e, present)
-        losses.add(node.path + "/presence", vae.module_for(node).loss(e, present, opts.temperature_of(node.module)), vae.root_of(batch, node))
+        loss = vae.module_for(node).loss(e, present, opts.temperature_of(node.module))
+        losses.add(node.path + "/presence", loss, vae.root_of(batch, node))
         vae.decode_node(node.child, e[present], batch, enc, opts, losses, pending)
 
     def generate(self, vae, node, data, e, batch, g, pending):

@@ -242,9 +242,7 @@ class ScalarTuple(nn.Module):
         with torch.autocast(emb.device.type, enabled=False):
             white, chol = self._standardised(emb, xw)
             logdet = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
-            nll = 0.5 * (white**2).sum(1) + logdet  # Gaussian NLL, constant dropped
-            if temperature != 1.0:
-                nll = self._tempered(nll - logdet, logdet, temperature)
+            nll = self._tempered(0.5 * (white**2).sum(1), logdet, temperature)  # constant dropped
             if not self.has_tail:
                 return nll
             return self._mixture_nll(nll, xw)
@@ -280,8 +278,8 @@ class ScalarTuple(nn.Module):
         return tail_temperature(lambda t: float(self._mixture_nll(self._tempered(half_r2, logdet, t), xw).mean()))
 
     def _tempered(self, half_r2: torch.Tensor, logdet: torch.Tensor, t: float) -> torch.Tensor:
-        """The head's NLL with its covariance multiplied by t, from half the squared
-        standardised residual and the log-determinant of its Cholesky factor."""
+        """The head's Gaussian NLL with its covariance multiplied by t (1: as trained), from half
+        the squared standardised residual and the log-determinant of its Cholesky factor."""
         return half_r2 / t + logdet + 0.5 * self.k * math.log(t)
 
     def value_distribution(self, emb: torch.Tensor, cls: torch.Tensor | None = None

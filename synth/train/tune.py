@@ -106,15 +106,21 @@ def tune_generation(model: Any, train: Sequence[Any] | None, validation: Sequenc
     return out
 
 
+def training_sample(train: Sequence[Any], g: torch.Generator) -> list[Any]:
+    """At most MAX_POSTERIORS training records, a seeded subsample when there are more."""
+    train = list(train)
+    if len(train) > MAX_POSTERIORS:
+        train = [train[i] for i in torch.randperm(len(train), generator=g)[:MAX_POSTERIORS].tolist()]
+    return train
+
+
 # -- the prior -----------------------------------------------------------------------------------
 @torch.no_grad()
 def choose_prior(model: Any, train: Sequence[Any], val: Sequence[Any], candidates: Sequence[int],
                  seed: int) -> dict[str, Any]:
     """Fit each candidate prior on training posteriors, score validation means, install the best."""
     g = torch.Generator().manual_seed(seed)
-    train = list(train)
-    if len(train) > MAX_POSTERIORS:
-        train = [train[i] for i in torch.randperm(len(train), generator=g)[:MAX_POSTERIORS].tolist()]
+    train = training_sample(train, g)
     # The prior is the distribution generation draws from: the encoder's means, unrefined
     mu_t, sigma_t = model.encode(train, refine_steps=0)
     mu_v, sigma_v = model.encode(val, refine_steps=0)
@@ -168,10 +174,7 @@ def choose_closed_pairs(model: Any, train: Sequence[Any] | None, val: Sequence[A
     """Find the closed label pairs (synth/closed_pairs.py) on the validation split; set them in the config."""
     if not train:
         return {"skipped": "no training records given", "kept": len(model.config.closed_pairs)}
-    train = list(train)
-    if len(train) > MAX_POSTERIORS:  # as many as the prior's posteriors: enough to see the pairs
-        g = torch.Generator().manual_seed(cfg.seed)
-        train = [train[i] for i in torch.randperm(len(train), generator=g)[:MAX_POSTERIORS].tolist()]
+    train = training_sample(train, torch.Generator().manual_seed(cfg.seed))  # as many as the prior sees
     found = find_closed_pairs(model.plan, model.codec.encode(model.messages(train)), model.codec.encode(val),
                               cfg.closed_min_coverage, cfg.min_validation_records)
     model.config = dataclasses.replace(model.config, closed_pairs=found["chosen"])
