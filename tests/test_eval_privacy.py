@@ -7,7 +7,7 @@ from scipy.spatial.distance import mahalanobis
 from scipy.stats import chi2
 
 from synth.eval.features import CATEGORY, NUMBER, STRING, Column, LeafTable
-from synth.eval.privacy import _encode, _nearest, dcr_floor, dcr_share, exact_copy_share
+from synth.eval.privacy import _encode, _nearest, dcr_floor, dcr_share, exact_copy_share, neighbour_agreement
 from synth.eval.pvalue import fit_group_stats, mahalanobis_sq, pvalues
 
 
@@ -39,12 +39,29 @@ def test_gower_distance_hand_values():
                      Column("k", CATEGORY, np.array(["a", "a", "b", "b"], dtype=object))), 4)
     q = LeafTable((Column("x", NUMBER, np.array([0.0, np.nan])),
                    Column("k", CATEGORY, np.array(["b", "a"], dtype=object))), 2)
-    (qn, rn), (qc, rc) = _encode(ref, [q, ref])
+    (qn, rn), (qc, rc), names = _encode(ref, [q, ref])
+    assert names == ["x", "k"]
     d = _nearest(qn, qc, rn, rc)
     # row 0: x rank of 0.0 = 1/8; nearest is ref row 0 (rank diff 0, k differs) or row 2 (0.5, k same): 0.5/2
     assert d[0] == pytest.approx(0.25)
     # row 1: x absent is at distance 1 from every number; k matches rows 0, 1
     assert d[1] == pytest.approx(0.5)
+
+
+def test_neighbour_agreement_names_the_copied_column():
+    """Rows whose identifier column is copied from training rows (the rest fresh): in that
+    column the nearest training row agrees with them far more than the nearest held-out row
+    does; fresh rows show no such column."""
+    def with_ids(t: LeafTable, prefix: str) -> LeafTable:
+        ids = np.array([f"{prefix}{i}" for i in range(t.n_rows)], dtype=object)
+        return LeafTable((*t.columns[:2], Column("id", STRING, ids)), t.n_rows)
+
+    train, holdout, fresh = with_ids(sample(600, 0), "t"), with_ids(sample(600, 1), "h"), with_ids(sample(600, 2), "f")
+    copied_ids = LeafTable((*fresh.columns[:2], train.columns[2]), 600)
+    copied = neighbour_agreement(copied_ids, train, holdout, seed=0)
+    assert set(copied) == {"x", "k", "id"}
+    assert copied["id"] > 0.2 and copied["id"] == max(copied.values())
+    assert max(abs(v) for v in neighbour_agreement(fresh, train, holdout, seed=0).values()) < 0.06
 
 
 def test_pvalue_matches_scipy_mahalanobis_and_chi2():

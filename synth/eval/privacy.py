@@ -46,10 +46,13 @@ def exact_copy_share(generated: LeafTable, train: LeafTable) -> float:
     return sum(k in seen for k in generated.row_keys()) / generated.n_rows
 
 
-def _encode(fit: LeafTable, tables: list[LeafTable]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per table: (n, dn) rank matrix of numeric columns and (n, dc) int codes of the others."""
+def _encode(fit: LeafTable, tables: list[LeafTable]) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Per table: (n, dn) rank matrix of numeric columns and (n, dc) int codes of the others;
+    and the names of those columns, numeric first (columns with one value are left out)."""
     nums: list[list[np.ndarray]] = [[] for _ in tables]
     cats: list[list[np.ndarray]] = [[] for _ in tables]
+    num_names: list[str] = []
+    cat_names: list[str] = []
     for j, col in enumerate(fit.columns):
         cols = [t.columns[j] for t in tables]
         if col.kind in NUMERIC_KINDS:
@@ -68,6 +71,7 @@ def _encode(fit: LeafTable, tables: list[LeafTable]) -> tuple[list[np.ndarray], 
                 continue  # the same value everywhere: no information, only cost
             for blk, e in zip(nums, encoded):
                 blk.append(e)
+            num_names.append(col.name)
         else:
             vocab: dict[Any, int] = {}
             encoded = [np.fromiter((vocab.setdefault(ABSENT if v is None else v, len(vocab))
@@ -77,18 +81,25 @@ def _encode(fit: LeafTable, tables: list[LeafTable]) -> tuple[list[np.ndarray], 
                 continue
             for blk, e in zip(cats, encoded):
                 blk.append(e)
+            cat_names.append(col.name)
     as_num = [np.column_stack(b) if b else np.zeros((t.n_rows, 0)) for b, t in zip(nums, tables)]
     as_cat = [np.column_stack(b) if b else np.zeros((t.n_rows, 0), dtype=np.int64) for b, t in zip(cats, tables)]
-    return as_num, as_cat
+    return as_num, as_cat, num_names + cat_names
 
 
 def _nearest(qn: np.ndarray, qc: np.ndarray, rn: np.ndarray, rc: np.ndarray) -> np.ndarray:
     """Gower distance from each query row to its nearest reference row, (m,)."""
+    return _nearest_rows(qn, qc, rn, rc)[0]
+
+
+def _nearest_rows(qn: np.ndarray, qc: np.ndarray, rn: np.ndarray,
+                  rc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Gower distance, index) of each query row's nearest reference row, each (m,)."""
     d_cols = qn.shape[1] + qc.shape[1]
     m, t = len(qn), len(rn)
     if d_cols == 0 or t == 0:
-        return np.zeros(m) if t else np.full(m, np.nan)
-    out = np.empty(m)
+        return (np.zeros(m) if t else np.full(m, np.nan)), np.zeros(m, dtype=np.int64)
+    dist_out, idx_out = np.empty(m), np.empty(m, dtype=np.int64)
     step = max(1, _CHUNK_CELLS // max(t, 1))
     for s in range(0, m, step):
         e = min(m, s + step)
@@ -97,8 +108,26 @@ def _nearest(qn: np.ndarray, qc: np.ndarray, rn: np.ndarray, rc: np.ndarray) -> 
             dist += np.minimum(np.abs(qn[s:e, j, None] - rn[None, :, j]), 1.0)
         for j in range(qc.shape[1]):
             dist += qc[s:e, j, None] != rc[None, :, j]
-        out[s:e] = dist.min(axis=1)
-    return out / d_cols
+        idx_out[s:e] = dist.argmin(axis=1)
+        dist_out[s:e] = dist[np.arange(e - s), idx_out[s:e]]
+    return dist_out / d_cols, idx_out
+
+
+def neighbour_agreement(rows: LeafTable, train: LeafTable, holdout: LeafTable, *, seed: int = 0,
+                        max_rows: int = 1500) -> dict[str, float]:
+    """Per column: how much closer each row's nearest training row is to it in that column
+    than its nearest held-out row is (mean of the per-column distance to the held-out
+    neighbour minus that to the training neighbour). Which columns make a DCR share exceed
+    its floor: fresh real rows give about 0 in every column. Equal-size seeded subsamples of
+    at most `max_rows`; columns that `dcr_share` skips (one value) are left out."""
+    rng = np.random.default_rng(seed)
+    m = min(rows.n_rows, train.n_rows, holdout.n_rows, max_rows)
+    q, tr, ho = (t.take(np.sort(rng.choice(t.n_rows, m, replace=False))) for t in (rows, train, holdout))
+    (qn, trn, hon), (qc, trc, hoc), names = _encode(tr, [q, tr, ho])
+    it, ih = _nearest_rows(qn, qc, trn, trc)[1], _nearest_rows(qn, qc, hon, hoc)[1]
+    num = np.minimum(np.abs(qn - hon[ih]), 1.0) - np.minimum(np.abs(qn - trn[it]), 1.0)
+    cat = (qc != hoc[ih]).astype(float) - (qc != trc[it]).astype(float)
+    return dict(zip(names, np.concatenate([num, cat], axis=1).mean(axis=0).tolist()))
 
 
 def dcr_share(generated: LeafTable, train: LeafTable, holdout: LeafTable, *, seed: int = 0,
@@ -114,7 +143,7 @@ def dcr_share(generated: LeafTable, train: LeafTable, holdout: LeafTable, *, see
     gen = generated.take(np.sort(rng.choice(generated.n_rows, n_gen, replace=False)))
     tr = train.take(np.sort(rng.choice(train.n_rows, m, replace=False)))
     ho = holdout.take(np.sort(rng.choice(holdout.n_rows, m, replace=False)))
-    (gn, trn, hon), (gc, trc, hoc) = _encode(tr, [gen, tr, ho])
+    (gn, trn, hon), (gc, trc, hoc), _ = _encode(tr, [gen, tr, ho])
     d_train = _nearest(gn, gc, trn, trc)
     d_hold = _nearest(gn, gc, hon, hoc)
     d_ref = _nearest(hon, hoc, trn, trc)  # the holdout's own DCR to training
