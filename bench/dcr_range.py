@@ -69,6 +69,21 @@ def shares(rows: LeafTable, train: LeafTable, test: LeafTable) -> np.ndarray:
     return np.array([(r["share"], r["below_holdout_q05"]) for r in out])
 
 
+def paired(tables: list[LeafTable], train: LeafTable, test: LeafTable,
+           floors: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """For row sets scored at the floor's seeds: their shares (tables, seeds), their excess over
+    the floor per seed (averaged over the tables, paired with the floor of the same seed), and
+    their mean near-copy share."""
+    both = np.stack([shares(t, train, test) for t in tables])  # (tables, seeds, 2)
+    return both[..., 0], (both[..., 0] - floors).mean(axis=0), float(both[..., 1].mean())
+
+
+def floor_over_seeds(train: LeafTable, test: LeafTable) -> tuple[np.ndarray, float]:
+    """The floor's share at each evaluation seed, and its mean near-copy share."""
+    rows = [dcr_floor(train, test, seed=SEED + i) for i in range(FLOOR_SEEDS)]
+    return np.array([r["share"] for r in rows]), float(np.mean([r["below_holdout_q05"] for r in rows]))
+
+
 def spread(x: np.ndarray) -> str:
     return f"{np.mean(x):.3f} +- {np.std(x):.3f}"
 
@@ -78,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     tree = model.tree
     train, test = flatten(tree, train_records), flatten(tree, test_records)
     n = len(generated)
-    floor_rows = [dcr_floor(train, test, seed=SEED + i) for i in range(FLOOR_SEEDS)]
-    floors = np.array([r["share"] for r in floor_rows])
-    floor_near = np.mean([r["below_holdout_q05"] for r in floor_rows])
+    floors, floor_near = floor_over_seeds(train, test)
     print(f"{dataset}: {train.n_rows} training rows, {test.n_rows} test rows, {n} generated rows; "
           f"floor over {FLOOR_SEEDS} evaluation seeds: {spread(floors)} "
           f"(range {floors.min():.3f} - {floors.max():.3f})")
@@ -91,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{key_copy_share(test, train):.3f} |")
 
     def row(label: str, tables: list[LeafTable]) -> None:
-        both = np.stack([shares(t, train, test) for t in tables])  # (tables, seeds, 2)
-        s, near = both[..., 0], both[..., 1].mean()
-        excess = (s - floors).mean(axis=0)  # per evaluation seed, paired with its floor
+        s, excess, near = paired(tables, train, test, floors)
         copies = np.mean([key_copy_share(t, train) for t in tables])
         print(f"| {label} | {s[0, 0]:.3f} | {spread(s.mean(axis=0))} | {spread(excess)} | {near:.3f} | "
               f"{copies:.3f} |")

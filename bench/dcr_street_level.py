@@ -23,13 +23,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from dcr_range import FLOOR_SEEDS, floor_over_seeds, paired, spread  # noqa: E402
 from synth import store  # noqa: E402
 from synth.eval.features import flatten  # noqa: E402
-from synth.eval.privacy import dcr_floor, dcr_share  # noqa: E402
 
-SEED = 20260501  # the quality benchmark's evaluation seed
-FLOOR_SEEDS = 10
 SETS = 3  # generated sets (seeds 0-2)
 MIN_ROWS = 3  # a key with fewer training rows takes its postcode's coordinates
 
@@ -76,20 +75,15 @@ def main() -> int:
     train_records, test_records = ([json.loads(x) for x in (root / f).open()] for f in ("train.jsonl", "test.jsonl"))
     tree = store.load(root / "protosynth/model").tree
     train, test = flatten(tree, train_records), flatten(tree, test_records)
-    floors = np.array([dcr_floor(train, test, seed=SEED + i)["share"] for i in range(FLOOR_SEEDS)])
+    floors, _ = floor_over_seeds(train, test)
     print(f"vermont, {SETS} generated sets of {test.n_rows} rows each; DCR share minus the floor over "
           f"{FLOOR_SEEDS} evaluation seeds, paired")
     print("| keys drawn | DCR share minus the floor | near copies |")
     print("|---|---|---|")
     for label, adjusted in (("by training count", False), ("by Good-Turing count", True)):
-        excess, near = [], []
-        for s in range(SETS):
-            rows = flatten(tree, street_level(train_records, test.n_rows, s, adjusted))
-            scores = [dcr_share(rows, train, test, seed=SEED + i) for i in range(FLOOR_SEEDS)]
-            excess.append(np.array([r["share"] for r in scores]) - floors)
-            near.append(np.mean([r["below_holdout_q05"] for r in scores]))
-        paired = np.mean(excess, axis=0)
-        print(f"| {label} | {paired.mean():+.3f} +- {paired.std():.3f} | {np.mean(near):.3f} |")
+        sets = [flatten(tree, street_level(train_records, test.n_rows, s, adjusted)) for s in range(SETS)]
+        _, excess, near = paired(sets, train, test, floors)
+        print(f"| {label} | {spread(excess)} | {near:.3f} |")
     return 0
 
 

@@ -62,6 +62,7 @@ def test_neighbour_agreement_names_the_copied_column():
     assert set(copied) == {"x", "k", "id"}
     assert copied["id"] > 0.2 and copied["id"] == max(copied.values())
     assert max(abs(v) for v in neighbour_agreement(fresh, train, holdout, seed=0).values()) < 0.06
+    assert neighbour_agreement(fresh.take(np.arange(0)), train, holdout) == {}
 
 
 def test_pvalue_matches_scipy_mahalanobis_and_chi2():

@@ -122,6 +122,8 @@ def neighbour_agreement(rows: LeafTable, train: LeafTable, holdout: LeafTable, *
     at most `max_rows`; columns that `dcr_share` skips (one value) are left out."""
     rng = np.random.default_rng(seed)
     m = min(rows.n_rows, train.n_rows, holdout.n_rows, max_rows)
+    if m == 0:
+        return {}
     q, tr, ho = (t.take(np.sort(rng.choice(t.n_rows, m, replace=False))) for t in (rows, train, holdout))
     (qn, trn, hon), (qc, trc, hoc), names = _encode(tr, [q, tr, ho])
     it, ih = _nearest_rows(qn, qc, trn, trc)[1], _nearest_rows(qn, qc, hon, hoc)[1]
