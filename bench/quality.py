@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench.datasets import NAMES, RUNS, get, prepare, read_jsonl  # noqa: E402
 from doc import cpu_name, replace_block  # noqa: E402
+from synth.eval.privacy import PAIRED_SEEDS  # noqa: E402
 
 SYSTEMS = ("protosynth", "gaussian_copula", "tvae", "ctgan", "mostlyai")
 PEERS = SYSTEMS[1:]
@@ -198,9 +199,17 @@ def _nested(dataset: str) -> bool:
     return p.exists() and any(f["kind"] != "scalar" for f in json.loads(p.read_text())["fields"])
 
 
+def _excess(s: dict) -> str:
+    """The DCR share's excess over its floor, paired over evaluation seeds (mean +- sd)."""
+    if s.get("dcr_excess") is None:
+        return "-"
+    return f"{s['dcr_excess']:+.3f} +- {_f(s.get('dcr_excess_sd'))}"
+
+
 def table(results: list[dict]) -> str:
     head = ("| dataset | system | train min | trained | detection AUC (floor) | mean TV | mean KS | association diff | "
-            "DCR share (floor) | copies (floor) | p mean | p median | P(p<0.05) (real) | p KS vs real | records |")
+            f"DCR share (floor; minus floor, paired over {PAIRED_SEEDS} seeds) | copies (floor) | p mean | p median | "
+            "P(p<0.05) (real) | p KS vs real | records |")
     lines = [head, "|" + "---|" * 15]
     for r in results:
         s, g = r["summary"], r["generation"]
@@ -209,7 +218,7 @@ def table(results: list[dict]) -> str:
         work = "-" if work is None else (f"{work} steps" if "steps" in g else f"{work} epochs")
         ref = r["system"] == REFERENCE
         auc = _f(s["detection_auc"]) + ("" if ref else f" ({_f(s['detection_auc_floor'])})")
-        dcr = _f(s["dcr_share"]) + ("" if ref else f" ({_f(s['dcr_share_floor'])})")
+        dcr = _f(s["dcr_share"]) + ("" if ref else f" ({_f(s['dcr_share_floor'])}; {_excess(s)})")
         copies = _f(s["copies"]) + ("" if ref else f" ({_f(s['copies_floor'])})")
         geo = r["compare"].get("geo")
         if geo:

@@ -7,7 +7,8 @@ from scipy.spatial.distance import mahalanobis
 from scipy.stats import chi2
 
 from synth.eval.features import CATEGORY, NUMBER, STRING, Column, LeafTable
-from synth.eval.privacy import _encode, _nearest, dcr_floor, dcr_share, exact_copy_share, neighbour_agreement
+from synth.eval.privacy import (_encode, _nearest, dcr_floor, dcr_paired, dcr_share, exact_copy_share,
+                                neighbour_agreement)
 from synth.eval.pvalue import fit_group_stats, mahalanobis_sq, pvalues
 
 
@@ -32,6 +33,19 @@ def test_fresh_rows_are_one_half():
     r = dcr_share(fresh, train, holdout, seed=0)
     assert 0.4 < r["share"] < 0.6
     assert 0.4 < dcr_floor(train, sample(1000, 3), seed=0)["share"] < 0.6
+
+
+def test_paired_excess_is_share_minus_floor_seed_by_seed():
+    """`dcr_paired`: each seed's share minus the floor of the same seed, averaged; a given first
+    pair stands in for seed 0's; fresh rows have no excess, copied ones a large one."""
+    train, holdout, fresh = sample(500, 0), sample(800, 1), sample(500, 2)
+    p = dcr_paired(fresh, train, holdout, seed=3, seeds=4)
+    diffs = [dcr_share(fresh, train, holdout, seed=3 + i)["share"] - dcr_floor(train, holdout, seed=3 + i)["share"]
+             for i in range(4)]
+    assert p["seeds"] == 4 and p["excess_mean"] == pytest.approx(np.mean(diffs))
+    assert p["excess_sd"] == pytest.approx(np.std(diffs)) and abs(p["excess_mean"]) < 0.1
+    assert dcr_paired(fresh, train, holdout, seed=3, seeds=1, first=(0.9, 0.4))["excess_mean"] == pytest.approx(0.5)
+    assert dcr_paired(train, train, holdout, seed=3, seeds=2)["excess_mean"] > 0.3
 
 
 def test_gower_distance_hand_values():

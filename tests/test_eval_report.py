@@ -102,6 +102,9 @@ def test_cli_evaluate_json_and_html(trained, capsys):
     assert tuple(c) == TOP_LEVEL_KEYS and c["rows"] == {"real": 40, "generated": 60, "train": 80}
     assert c["detection"]["auc"] is not None and c["floor"]["detection"]["auc"] is not None
     assert "dcr" in c["privacy"] and "share" in c["privacy"]["dcr"]
+    paired = c["privacy"]["dcr_paired"]
+    assert paired["seeds"] == 5 and c["summary"]["dcr_excess"] == paired["excess_mean"]
+    assert paired["excess_sd"] >= 0 and 0 <= paired["floor_mean"] <= 1
     assert {"levenshtein_per_char", "loss", "posterior", "memorization"} <= set(r)
     # reconstruction of held-out rows too (issue 8's target), field by field
     held = r["levenshtein_per_char_heldout"]
@@ -114,6 +117,7 @@ def test_cli_evaluate_json_and_html(trained, capsys):
     from synth.eval.report import format_table
     table = format_table(r)
     assert "Levenshtein per character (reconstruction of train rows; of held-out rows)" in table
+    assert "DCR share minus floor (0), paired" in table and "over 5 seeds" in table
     assert "reconstruction by leaf column" in table and "held-out" in table
     assert "pvalue" not in r  # no geo fields in this schema
     html = html_path.read_text()

@@ -23,7 +23,7 @@ from synth.eval.features import LeafTable, flatten
 from synth.eval.fidelity import association, marginals, summarize_marginals
 from synth.eval.geo import check_geo, default_geo, geo_section
 from synth.eval.pairs import choose_pairs, pairs_section
-from synth.eval.privacy import dcr_floor, dcr_share, exact_copy_share
+from synth.eval.privacy import dcr_floor, dcr_paired, dcr_share, exact_copy_share
 from synth.schema.tree import MessageNode
 
 NEEDS_TRAIN = {"needs": "--train (the training rows)"}
@@ -94,6 +94,9 @@ def compare_records(tree: MessageNode, real: Sequence[dict], generated: Sequence
         floor = {"detection": detection_floor(tt, rt, seed=seed),
                  "privacy": {"copies": exact_copy_share(rt, tt), "dcr": dcr_floor(tt, rt, seed=seed)}}
         t = lap("floor", t)
+        out["privacy"]["dcr_paired"] = dcr_paired(
+            gt, tt, rt, seed=seed, first=(out["privacy"]["dcr"]["share"], floor["privacy"]["dcr"]["share"]))
+        t = lap("dcr_paired", t)
     else:
         out["privacy"] = dict(NEEDS_TRAIN)
         out["pairs"] = dict(NEEDS_TRAIN)
@@ -136,6 +139,8 @@ def summary(r: Mapping[str, Any]) -> dict[str, Any]:
         "copies_floor": _get(r, "floor", "privacy", "copies"),
         "dcr_share": _get(r, "privacy", "dcr", "share"),
         "dcr_share_floor": _get(r, "floor", "privacy", "dcr", "share"),
+        "dcr_excess": _get(r, "privacy", "dcr_paired", "excess_mean"),
+        "dcr_excess_sd": _get(r, "privacy", "dcr_paired", "excess_sd"),
         "p_mean": _get(r, "geo", "generated", "mean"),
         "p_mean_real": _get(r, "geo", "real", "mean"),
         "p_median": _get(r, "geo", "generated", "median"),

@@ -61,6 +61,7 @@ SUMMARY_ROWS = [
     ("association |ΔV|, mean over pairs (0 = same)", "association_mean_abs_diff", None),
     ("copies of training rows", "copies", "copies_floor"),
     ("DCR share closer to train (0.5 ideal)", "dcr_share", "dcr_share_floor"),
+    ("DCR share minus its floor, paired over evaluation seeds (0 ideal)", "dcr_excess", None),
     ("p-value mean (ideal 0.5)", "p_mean", "p_mean_real"),
     ("P(p < 0.05)", "p_below_0_05", "p_below_0_05_real"),
     ("KS of p-values vs real rows (0 = calibrated)", "p_ks_vs_real", None),

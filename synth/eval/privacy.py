@@ -32,6 +32,8 @@ from synth.eval.features import ABSENT, NUMERIC_KINDS, LeafTable
 
 MAX_GENERATED = 2000
 MAX_REFERENCE = 10000
+PAIRED_SEEDS = 5
+"""Evaluation seeds of `dcr_paired`: the floor of one seed moves by 0.01-0.04 between seeds."""
 CELL_BUDGET = 2e8
 """Bound on generated rows x reference rows x columns; the reference is subsampled to fit."""
 _CHUNK_CELLS = 4_000_000
@@ -172,3 +174,23 @@ def dcr_floor(train: LeafTable, holdout: LeafTable, *, seed: int = 0, max_genera
     half = holdout.n_rows // 2
     return dcr_share(holdout.take(perm[:half]), train, holdout.take(perm[half:]), seed=seed,
                      max_generated=max_generated, max_reference=max_reference)
+
+
+def dcr_paired(generated: LeafTable, train: LeafTable, holdout: LeafTable, *, seed: int = 0,
+               seeds: int = PAIRED_SEEDS, first: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The DCR share's excess over its floor, paired by evaluation seed (seed, seed + 1, ...):
+    each seed's share minus the floor of the same seed, whose reference subsamples it shares,
+    so the two draw the same noise. `first`: (share, floor) at `seed`, already computed."""
+    shares, floors = [], []
+    for i in range(seeds):
+        if i == 0 and first is not None:
+            share, floor = first
+        else:
+            share = dcr_share(generated, train, holdout, seed=seed + i)["share"]
+            floor = dcr_floor(train, holdout, seed=seed + i)["share"]
+        shares.append(share)
+        floors.append(floor)
+    excess = np.array(shares) - np.array(floors)
+    return {"seeds": seeds, "excess_mean": float(np.mean(excess)), "excess_sd": float(np.std(excess)),
+            "share_mean": float(np.mean(shares)), "floor_mean": float(np.mean(floors)),
+            "floor_sd": float(np.std(floors))}

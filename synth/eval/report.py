@@ -169,6 +169,10 @@ def _f(x: Any, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _signed(x: Any) -> str:
+    return f"{x:+.3f}" if isinstance(x, float) else _f(x)
+
+
 def format_comparison(c: dict[str, Any]) -> list[str]:
     """Summary lines of a compare_records result: each figure next to its ideal or floor."""
     s = c["summary"]
@@ -186,6 +190,11 @@ def format_comparison(c: dict[str, Any]) -> list[str]:
     else:
         lines += [f"  copies of training rows             {_f(s['copies']):>9}   {floor('copies_floor')}",
                   f"  DCR share closer to train (0.5)     {_f(s['dcr_share']):>9}   {floor('dcr_share_floor')}"]
+        paired = c["privacy"].get("dcr_paired")
+        if paired:
+            lines.append(f"  DCR share minus floor (0), paired   {_signed(s.get('dcr_excess')):>9}   "
+                         f"+- {_f(s.get('dcr_excess_sd'))} over {paired['seeds']} seeds "
+                         f"(floor {_f(paired['floor_mean'])} +- {_f(paired['floor_sd'])})")
     if c.get("geo"):
         g = c["geo"]
         lines += [f"  p-value mean / median (0.5)         {_f(s['p_mean']):>9}   "
