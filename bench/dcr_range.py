@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from dcr_columns import quality_run  # noqa: E402
 from synth.eval.features import NUMBER, Column, LeafTable, flatten  # noqa: E402
-from synth.eval.privacy import dcr_floor, dcr_share  # noqa: E402
+from synth.eval.privacy import dcr_floor, dcr_paired  # noqa: E402
 from synth.records import to_dict  # noqa: E402
 
 SEED = 20260501  # the quality benchmark's evaluation seed
@@ -62,20 +62,13 @@ def shuffled_leaves(train: LeafTable, n: int, seed: int) -> LeafTable:
     return LeafTable(tuple(Column(c.name, c.kind, c.values[rng.permutation(n)]) for c in rows.columns), n)
 
 
-def shares(rows: LeafTable, train: LeafTable, test: LeafTable) -> np.ndarray:
-    """(DCR share, share nearer to training than the held-out rows' 5th percentile) at each
-    of the floor's evaluation seeds: (seeds, 2)."""
-    out = [dcr_share(rows, train, test, seed=SEED + i) for i in range(FLOOR_SEEDS)]
-    return np.array([(r["share"], r["below_holdout_q05"]) for r in out])
-
-
 def paired(tables: list[LeafTable], train: LeafTable, test: LeafTable,
            floors: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """For row sets scored at the floor's seeds: their shares (tables, seeds), their excess over
-    the floor per seed (averaged over the tables, paired with the floor of the same seed), and
-    their mean near-copy share."""
-    both = np.stack([shares(t, train, test) for t in tables])  # (tables, seeds, 2)
-    return both[..., 0], (both[..., 0] - floors).mean(axis=0), float(both[..., 1].mean())
+    """Row sets scored at the floor's seeds (`dcr_paired`): their shares (tables, seeds), their
+    excess over the floor per seed (averaged over the tables), and their mean near-copy share."""
+    scored = [dcr_paired(t, train, test, seed=SEED, seeds=FLOOR_SEEDS, floors=floors) for t in tables]
+    s = np.array([r["shares"] for r in scored])
+    return s, (s - floors).mean(axis=0), float(np.mean([r["below_holdout_q05_mean"] for r in scored]))
 
 
 def floor_over_seeds(train: LeafTable, test: LeafTable) -> tuple[np.ndarray, float]:

@@ -36,15 +36,18 @@ def test_fresh_rows_are_one_half():
 
 
 def test_paired_excess_is_share_minus_floor_seed_by_seed():
-    """`dcr_paired`: each seed's share minus the floor of the same seed, averaged; a given first
-    pair stands in for seed 0's; fresh rows have no excess, copied ones a large one."""
+    """`dcr_paired`: each seed's share minus the floor of the same seed, averaged; given shares
+    and floors stand in for the first seeds'; fresh rows have no excess, copied ones a large one."""
     train, holdout, fresh = sample(500, 0), sample(800, 1), sample(500, 2)
     p = dcr_paired(fresh, train, holdout, seed=3, seeds=4)
     diffs = [dcr_share(fresh, train, holdout, seed=3 + i)["share"] - dcr_floor(train, holdout, seed=3 + i)["share"]
              for i in range(4)]
     assert p["seeds"] == 4 and p["excess_mean"] == pytest.approx(np.mean(diffs))
     assert p["excess_sd"] == pytest.approx(np.std(diffs)) and abs(p["excess_mean"]) < 0.1
-    assert dcr_paired(fresh, train, holdout, seed=3, seeds=1, first=(0.9, 0.4))["excess_mean"] == pytest.approx(0.5)
+    given = dcr_paired(fresh, train, holdout, seed=3, seeds=2, shares=[{"share": 0.9, "below_holdout_q05": 0.1}],
+                       floors=[0.4, 0.5])
+    assert given["shares"][0] == 0.9 and given["floors"] == [0.4, 0.5]
+    assert given["excess_mean"] == pytest.approx((0.9 - 0.4 + p["shares"][1] - 0.5) / 2)
     assert dcr_paired(train, train, holdout, seed=3, seeds=2)["excess_mean"] > 0.3
 
 

@@ -94,8 +94,8 @@ def compare_records(tree: MessageNode, real: Sequence[dict], generated: Sequence
         floor = {"detection": detection_floor(tt, rt, seed=seed),
                  "privacy": {"copies": exact_copy_share(rt, tt), "dcr": dcr_floor(tt, rt, seed=seed)}}
         t = lap("floor", t)
-        out["privacy"]["dcr_paired"] = dcr_paired(
-            gt, tt, rt, seed=seed, first=(out["privacy"]["dcr"]["share"], floor["privacy"]["dcr"]["share"]))
+        out["privacy"]["dcr_paired"] = dcr_paired(gt, tt, rt, seed=seed, shares=[out["privacy"]["dcr"]],
+                                                  floors=[floor["privacy"]["dcr"]["share"]])
         t = lap("dcr_paired", t)
     else:
         out["privacy"] = dict(NEEDS_TRAIN)

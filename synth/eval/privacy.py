@@ -24,7 +24,7 @@ numpy chunks, so the cost is bounded whatever the data size.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -177,20 +177,19 @@ def dcr_floor(train: LeafTable, holdout: LeafTable, *, seed: int = 0, max_genera
 
 
 def dcr_paired(generated: LeafTable, train: LeafTable, holdout: LeafTable, *, seed: int = 0,
-               seeds: int = PAIRED_SEEDS, first: tuple[float, float] | None = None) -> dict[str, Any]:
+               seeds: int = PAIRED_SEEDS, shares: Sequence[Mapping[str, Any]] = (),
+               floors: Sequence[float] = ()) -> dict[str, Any]:
     """The DCR share's excess over its floor, paired by evaluation seed (seed, seed + 1, ...):
     each seed's share minus the floor of the same seed, whose reference subsamples it shares,
-    so the two draw the same noise. `first`: (share, floor) at `seed`, already computed."""
-    shares, floors = [], []
-    for i in range(seeds):
-        if i == 0 and first is not None:
-            share, floor = first
-        else:
-            share = dcr_share(generated, train, holdout, seed=seed + i)["share"]
-            floor = dcr_floor(train, holdout, seed=seed + i)["share"]
-        shares.append(share)
-        floors.append(floor)
-    excess = np.array(shares) - np.array(floors)
+    so the two draw the same noise. `shares` (`dcr_share` results) and `floors` (floor shares):
+    those of the first seeds, already computed; the rest are computed here."""
+    results = list(shares) + [dcr_share(generated, train, holdout, seed=seed + i)
+                              for i in range(len(shares), seeds)]
+    floor = list(floors) + [dcr_floor(train, holdout, seed=seed + i)["share"] for i in range(len(floors), seeds)]
+    share = [r["share"] for r in results]
+    excess = np.array(share) - np.array(floor)
     return {"seeds": seeds, "excess_mean": float(np.mean(excess)), "excess_sd": float(np.std(excess)),
-            "share_mean": float(np.mean(shares)), "floor_mean": float(np.mean(floors)),
-            "floor_sd": float(np.std(floors))}
+            "share_mean": float(np.mean(share)), "floor_mean": float(np.mean(floor)),
+            "floor_sd": float(np.std(floor)),
+            "below_holdout_q05_mean": float(np.mean([r["below_holdout_q05"] for r in results])),
+            "shares": share, "floors": floor}
