@@ -73,7 +73,6 @@ class TuneConfig:
     # scored like the temperatures: the validation likelihood widens a head for rows it
     # reconstructs, and sampled records can need less (synth/train/tune.py)
     number_spread_scales: tuple[float, ...] = (1.0, 0.25, 0.0625)
-    number_spread_seeds: int = 3  # sample sets per spread candidate, averaged
     # choose how `encode` refines latents: off, or ModelConfig.encode_refine_steps at each
     # guard below, by the reconstruction of `encoding_records` validation records
     # (synth/train/tune_encoding.py)
@@ -93,8 +92,6 @@ class TuneConfig:
             problems.append(Violation("sample_temperatures", "temperatures must be > 0"))
         if any(not 0 < x <= 1 for x in self.number_spread_scales):
             problems.append(Violation("number_spread_scales", "scales must be in (0, 1]"))
-        if self.number_spread_seeds < 1:
-            problems.append(Violation("number_spread_seeds", "must be >= 1"))
         if self.samples < 1:
             problems.append(Violation("samples", "must be >= 1"))
         if not 0.0 < self.closed_min_coverage <= 1.0:

@@ -1,7 +1,7 @@
 """Generation and encoding settings chosen on the validation split, after training
 (docs/training.md).
 
-Five choices, all made on the validation records only (never on test data, and with
+Four choices, all made on the validation records only (never on test data, and with
 an evaluation seed that is not the benchmark's):
 
 1. The latent prior's size K among `prior_candidates` and the configured
@@ -32,14 +32,6 @@ an evaluation seed that is not the benchmark's):
    the lower mean TV distance. Detection comes first because it is the one figure
    that sees joint structure of all fields; the others only break ties it cannot.
 
-3b. The number heads' spread: with those temperatures, the variance multipliers part 2
-   gave the widened number heads (ScalarTuples and number leaves) are scaled by each of
-   `number_spread_scales` (floored at 1) and scored by the same objective, averaged over
-   `number_spread_seeds` sample sets, ties going to the lower mean KS. Part 2 fits
-   them to the validation records' posteriors, the reconstruction regime; sampled
-   records come from the prior, and on flights the fitted multiplier (64, the cap) gave
-   delays twice as spread as real ones at the 95th percentile (docs/benchmarks.md item 28).
-
 4. How `encode` refines latents: off, or with each guard of `encoding_guards`, by the
    validation records' reconstruction error (synth/train/tune_encoding.py).
 
@@ -56,7 +48,7 @@ import dataclasses
 import itertools
 import math
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -201,8 +193,8 @@ def choose_temperatures(model: Any, val: Sequence[Any], cfg: TuneConfig, deadlin
     grid = [base] + [c for c in itertools.product(cfg.sample_temperatures, cfg.latent_temperatures) if c != base]
     original = model.config
 
-    def score(seed: int) -> dict[str, Any]:
-        generated = [to_dict(m) for m in model.sample(cfg.samples, seed=seed)]
+    def score() -> dict[str, Any]:
+        generated = [to_dict(m) for m in model.sample(cfg.samples, seed=cfg.seed)]
         r = compare_records(model.tree, real, generated, seed=cfg.seed)
         summ = r["summary"]
         return {"detection_auc": summ.get("detection_auc"),
@@ -212,7 +204,7 @@ def choose_temperatures(model: Any, val: Sequence[Any], cfg: TuneConfig, deadlin
                 "p_mean": summ.get("p_mean"), "p_below_0_05": summ.get("p_below_0_05")}
 
     rows, skipped = score_in_turn(model, [{"sample_temperature": st, "latent_temperature": lt} for st, lt in grid],
-                                  deadline, lambda: score(cfg.seed))
+                                  deadline, score)
     best = pick(rows)
     model.config = dataclasses.replace(original, sample_temperature=best["sample_temperature"],
                                        latent_temperature=best["latent_temperature"])
@@ -231,12 +223,9 @@ def number_heads(model: Any) -> set[str]:
     return {n.module for n in walk(model.plan) if isinstance(n, (ScalarsNode, NumberNode))}
 
 
-def choose_number_spread(model: Any, cfg: TuneConfig, deadline: float,
-                         score: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+def choose_number_spread(model: Any, cfg: TuneConfig, deadline: float, score: Any) -> dict[str, Any]:
     """Scale the widened number heads' variance multipliers (floored at 1) by each of
-    `number_spread_scales`; score each by `score(seed)` averaged over `number_spread_seeds`
-    sampling seeds (one sample set cannot see a spread's effect on detection through its
-    noise); install the best by `pick`, ties going to the lower mean KS."""
+    `number_spread_scales`, scored like the temperatures; install the best."""
     heads = number_heads(model)
     fitted = dict(model.config.leaf_temperatures)
     widened = sorted(k for k, t in fitted.items() if k in heads and t > 1.0)
@@ -247,25 +236,18 @@ def choose_number_spread(model: Any, cfg: TuneConfig, deadline: float,
         return {k: max(1.0, round(t * scale, 4)) if k in widened else t for k, t in fitted.items()}
 
     scales = list(dict.fromkeys((1.0, *cfg.number_spread_scales)))
-    def averaged() -> dict[str, Any]:
-        runs = [score(cfg.seed + i) for i in range(cfg.number_spread_seeds)]
-        return {k: None if any(r[k] is None for r in runs) else sum(r[k] for r in runs) / len(runs)
-                for k in runs[0]}
-
-    rows, _ = score_in_turn(model, [{"leaf_temperatures": scaled(x)} for x in scales], deadline, averaged)
+    rows, skipped = score_in_turn(model, [{"leaf_temperatures": scaled(x)} for x in scales], deadline, score)
     for row, x in zip(rows, scales):
         row["leaf_temperatures"] = {k: row["leaf_temperatures"][k] for k in widened}
         row["scale"] = x
-    best = pick(rows, last="mean_ks")
+    best = pick(rows)
     model.config = dataclasses.replace(model.config, leaf_temperatures=scaled(best["scale"]))
-    return {"chosen": {"scale": best["scale"]}, "heads": widened, "seeds": cfg.number_spread_seeds,
-            "objective": OBJECTIVE.replace("mean TV", "mean KS") + f"; each the mean over "
-                         f"{cfg.number_spread_seeds} sample sets", "candidates": rows,
+    return {"chosen": {"scale": best["scale"]}, "heads": widened, "objective": OBJECTIVE, "candidates": rows,
             "not_evaluated_budget": [{"scale": x} for x in scales[len(rows):]]}
 
 
-def pick(rows: Sequence[dict[str, Any]], last: str = "mean_tv") -> dict[str, Any]:
-    """The objective (module docstring): detection AUC, then calibration, then `last` (mean TV)."""
+def pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The objective (module docstring): detection AUC, then calibration, then mean TV."""
     def num(v: Any, default: float) -> float:
         return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else default
 
@@ -278,4 +260,4 @@ def pick(rows: Sequence[dict[str, Any]], last: str = "mean_tv") -> dict[str, Any
         return num(r["detection_auc"], 1.0) <= best_auc + max(noise, DETECTION_TIE)
 
     tied = [r for r in rows if tied(r)]
-    return min(tied, key=lambda r: (abs(num(r["p_below_0_05"], 0.05) - 0.05), num(r[last], 1.0)))
+    return min(tied, key=lambda r: (abs(num(r["p_below_0_05"], 0.05) - 0.05), num(r["mean_tv"], 1.0)))
