@@ -17,7 +17,6 @@ from synth.cli import main
 from synth.errors import ConfigError
 from synth.model import Model
 from synth.model_config import ModelConfig
-from synth.plan import CategoricalNode, ScalarsNode, walk
 from synth.train import BetaSchedule, TrainConfig, Trainer
 from synth.train.config import TuneConfig
 from synth.train.tune import choose_prior, pick, tune_generation
@@ -345,15 +344,7 @@ def test_tuned_settings_are_stored_and_used_by_synth_sample(tmp_path, capsys):
     assert manifest["model_config"]["sample_temperature"] == chosen["sample_temperature"]
     assert manifest["model_config"]["latent_prior_components"] == tuning["prior"]["chosen"]
     leaves = tuning["leaf_temperatures"]
-    assert leaves["heads"] >= 2
-    # the fitted temperatures are kept, but for the number heads' spread chosen after the temperatures
-    spread = temps["number_spread"]
-    heads = set(spread.get("heads", []))
-    assert {k: v for k, v in manifest["model_config"]["leaf_temperatures"].items() if k not in heads} == \
-        {k: v for k, v in leaves["chosen"].items() if k not in heads}
-    if heads:
-        row = next(c for c in spread["candidates"] if c["scale"] == spread["chosen"]["scale"])
-        assert {k: manifest["model_config"]["leaf_temperatures"][k] for k in heads} == row["leaf_temperatures"]
+    assert leaves["heads"] >= 2 and manifest["model_config"]["leaf_temperatures"] == leaves["chosen"]
     # the encoding: off, then refinement at each guard, scored on the same validation records
     encoding = tuning["encoding"]
     assert [(c["encode_refine_steps"], c["encode_refine_guard"]) for c in encoding["candidates"]] == [
@@ -388,29 +379,6 @@ def test_tuned_settings_are_stored_and_used_by_synth_sample(tmp_path, capsys):
                  "--samples", "50"]) == 0
     assert "skipped" in store.read_manifest(tmp_path / "kept")["metadata"]["tuning"]["leaf_temperatures"]
     assert store.load(tmp_path / "kept").config.leaf_temperatures == kept
-
-
-def test_number_spread_scales_the_widened_number_heads_and_keeps_the_best():
-    m = model()
-    number = next(n.module for n in walk(m.plan) if isinstance(n, ScalarsNode))
-    label = next(n.module for n in walk(m.plan) if isinstance(n, CategoricalNode))
-    m.config = dataclasses.replace(m.config, leaf_temperatures={number: 16.0, label: 3.0})
-    tune = TuneConfig(prior=False, calibrate=False, closed_pairs=False, encoding=False, min_validation_records=20,
-                      samples=60, sample_temperatures=(1.0,), latent_temperatures=(1.0,),
-                      number_spread_scales=(0.25, 0.01))
-    rec = tune_generation(m, rows(), rows(40, seed=5), tune, budget_s=0)["temperatures"]["number_spread"]
-    # the fitted spread first, then each scale; floored at 1; the label's temperature untouched
-    assert [c["scale"] for c in rec["candidates"]] == [1.0, 0.25, 0.01] and rec["heads"] == [number]
-    assert [c["leaf_temperatures"][number] for c in rec["candidates"]] == [16.0, 4.0, 1.0]
-    assert all(c["detection_auc"] is not None for c in rec["candidates"])
-    assert rec["chosen"] == {"scale": pick(rec["candidates"])["scale"]}
-    assert m.config.leaf_temperatures == {number: max(1.0, 16.0 * rec["chosen"]["scale"]), label: 3.0}
-    # nothing widened: nothing to choose
-    m.config = dataclasses.replace(m.config, leaf_temperatures={label: 3.0})
-    rec = tune_generation(m, rows(), rows(40, seed=5), tune, budget_s=0)["temperatures"]["number_spread"]
-    assert "skipped" in rec and m.config.leaf_temperatures == {label: 3.0}
-    with pytest.raises(ConfigError):
-        TuneConfig(number_spread_scales=(1.5,))
 
 
 def test_tuning_without_enough_validation_keeps_the_configured_settings():

@@ -69,10 +69,6 @@ class TuneConfig:
     sample_temperatures: tuple[float, ...] = (0.5, 0.75, 1.0)
     latent_temperatures: tuple[float, ...] = (0.7, 0.85, 1.0)
     samples: int = 1000  # generated records per temperature candidate
-    # then the widened number heads' variance multipliers times each of these (floored at 1),
-    # scored like the temperatures: the validation likelihood widens a head for rows it
-    # reconstructs, and sampled records can need less (synth/train/tune.py)
-    number_spread_scales: tuple[float, ...] = (1.0, 0.25, 0.0625)
     # choose how `encode` refines latents: off, or ModelConfig.encode_refine_steps at each
     # guard below, by the reconstruction of `encoding_records` validation records
     # (synth/train/tune_encoding.py)
@@ -90,8 +86,6 @@ class TuneConfig:
             problems.append(Violation("prior_candidates", "must be >= 0 (0: one Gaussian)"))
         if any(not t > 0 for t in (*self.sample_temperatures, *self.latent_temperatures)):
             problems.append(Violation("sample_temperatures", "temperatures must be > 0"))
-        if any(not 0 < x <= 1 for x in self.number_spread_scales):
-            problems.append(Violation("number_spread_scales", "scales must be in (0, 1]"))
         if self.samples < 1:
             problems.append(Violation("samples", "must be >= 1"))
         if not 0.0 < self.closed_min_coverage <= 1.0:

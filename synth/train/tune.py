@@ -55,7 +55,6 @@ import torch
 from synth.closed_pairs import find_closed_pairs
 from synth.eval.posterior import posterior_draws
 from synth.latent_prior import Mixture, fit_mixture
-from synth.plan import NumberNode, ScalarsNode, walk
 from synth.train.calibrate import Regime, calibrate_leaves
 from synth.train.candidates import score_in_turn
 from synth.train.config import TuneConfig
@@ -210,40 +209,9 @@ def choose_temperatures(model: Any, val: Sequence[Any], cfg: TuneConfig, deadlin
                                        latent_temperature=best["latent_temperature"])
     return {"chosen": {"sample_temperature": best["sample_temperature"],
                        "latent_temperature": best["latent_temperature"]},
-            "objective": OBJECTIVE, "samples": cfg.samples, "candidates": rows, "not_evaluated_budget": skipped,
-            "number_spread": choose_number_spread(model, cfg, deadline, score)}
-
-
-OBJECTIVE = "min detection AUC; within max(hypot of the two fold stds, 0.01) of the best: min |P(p<0.05) - 0.05|, " \
-            "then min mean TV"
-
-
-def number_heads(model: Any) -> set[str]:
-    """Module keys of the Gaussian number heads: ScalarTuples and number leaves."""
-    return {n.module for n in walk(model.plan) if isinstance(n, (ScalarsNode, NumberNode))}
-
-
-def choose_number_spread(model: Any, cfg: TuneConfig, deadline: float, score: Any) -> dict[str, Any]:
-    """Scale the widened number heads' variance multipliers (floored at 1) by each of
-    `number_spread_scales`, scored like the temperatures; install the best."""
-    heads = number_heads(model)
-    fitted = dict(model.config.leaf_temperatures)
-    widened = sorted(k for k, t in fitted.items() if k in heads and t > 1.0)
-    if not widened or len(cfg.number_spread_scales) < 2:
-        return {"skipped": "no widened number head" if not widened else "one scale: nothing to choose"}
-
-    def scaled(scale: float) -> dict[str, float]:
-        return {k: max(1.0, round(t * scale, 4)) if k in widened else t for k, t in fitted.items()}
-
-    scales = list(dict.fromkeys((1.0, *cfg.number_spread_scales)))
-    rows, skipped = score_in_turn(model, [{"leaf_temperatures": scaled(x)} for x in scales], deadline, score)
-    for row, x in zip(rows, scales):
-        row["leaf_temperatures"] = {k: row["leaf_temperatures"][k] for k in widened}
-        row["scale"] = x
-    best = pick(rows)
-    model.config = dataclasses.replace(model.config, leaf_temperatures=scaled(best["scale"]))
-    return {"chosen": {"scale": best["scale"]}, "heads": widened, "objective": OBJECTIVE, "candidates": rows,
-            "not_evaluated_budget": [{"scale": x} for x in scales[len(rows):]]}
+            "objective": "min detection AUC; within max(hypot of the two fold stds, 0.01) of the best: "
+                         "min |P(p<0.05) - 0.05|, then min mean TV",
+            "samples": cfg.samples, "candidates": rows, "not_evaluated_budget": skipped}
 
 
 def pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
