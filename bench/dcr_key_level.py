@@ -20,13 +20,15 @@ weighs (c + 1) N(c + 1) / N(c), N(c) keys being seen c times; c for c >= 30), th
 frequencies fresh data would show. A third breaks the keys: each of a key's fields comes
 from its own drawn key (Vermont: the town and postcode from two other keys, the
 coordinates following the postcode; flights: each schedule field from its own entry of
-the carrier), so the values are training ones but no key is reused whole. Each row set is scored as `bench/dcr_range.py` scores
-protosynth's: the DCR share minus the floor at 10 evaluation seeds, paired, and the near
-copies; and, for its first set, the quality benchmark's report (`compare_records` at its
-evaluation seed) for detection AUC, association and, where there are postcodes, the pairs
-found and the p-value, so that the generator's realism is on the same line as its DCR.
-Run `bench/quality.py` first: it reads runs/quality/DATASET/. docs/benchmarks.md ("The
-default recipe", items 26 and 27) quotes it.
+the carrier), so the values are training ones but no key is reused whole.
+
+Each row set is scored as `bench/dcr_range.py` scores protosynth's: the DCR share minus
+the floor at 10 evaluation seeds, paired, and the near copies. Its first set also gets
+the quality benchmark's report (`compare_records` at its evaluation seed): detection AUC,
+association and, where there are postcodes, the pairs found and the p-value, so that the
+generator's realism is on the same line as its DCR. Run `bench/quality.py` first: it
+reads runs/quality/DATASET/. docs/benchmarks.md ("The default recipe", items 26 and 27)
+quotes it.
 
     python bench/dcr_key_level.py vermont
 """
@@ -91,8 +93,9 @@ def street_level(train: list[dict], n: int, seed: int, adjusted: bool = False, b
             city, postcode, rows = keys[j][1], keys[k][2], []
         points = [(r["lat"], r["lon"]) for r in rows]
         lat, lon = rng.multivariate_normal(*gaussian(points if len(rows) >= MIN_ROWS else by_postcode[postcode]))
-        numbers = [int(r["number"]) for r in groups[keys[i]] if r.get("number", "").isdigit()]
-        number = str(int(rng.integers(min(numbers), max(numbers) + 1))) if numbers else groups[keys[i]][0].get("number", "")
+        own = groups[keys[i]]  # the house number follows the street's key, broken or not
+        numbers = [int(r["number"]) for r in own if r.get("number", "").isdigit()]
+        number = str(int(rng.integers(min(numbers), max(numbers) + 1))) if numbers else own[0].get("number", "")
         out.append({"lat": float(lat), "lon": float(lon), "number": number, "street": street, "city": city,
                     "postcode": postcode})
     return out
@@ -130,8 +133,8 @@ def schedule_level(train: list[dict], n: int, seed: int, adjusted: bool = False,
             drawn = [tuple(pick(keys, [entries[carrier][x] for x in keys])[0][i] for i in range(len(SCHEDULE)))
                      for _ in drawn]
         for key in sorted(drawn, key=lambda x: x[3]):
-            same_route = [f for f in legs[carrier] if (f["origin"], f["dest"]) == key[1:3] and f.get("flight") != key[0]]
-            donor = pick(same_route or legs[carrier])[0]
+            route = [f for f in legs[carrier] if (f["origin"], f["dest"]) == key[1:3] and f.get("flight") != key[0]]
+            donor = pick(route or legs[carrier])[0]
             flights.append({"carrier": carrier, **dict(zip(SCHEDULE, key)),
                             **{o: donor[o] for o in OUTCOME if o in donor}})
         record["flights"] = flights
