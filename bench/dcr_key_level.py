@@ -35,7 +35,6 @@ quotes it.
 from __future__ import annotations
 
 import collections
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from dcr_columns import quality_run  # noqa: E402
 from dcr_range import FLOOR_SEEDS, SEED, floor_over_seeds, paired, spread  # noqa: E402
-from synth import store  # noqa: E402
 from synth.eval.compare import compare_records  # noqa: E402
 from synth.eval.features import flatten  # noqa: E402
 
@@ -70,9 +69,7 @@ def good_turing(counts: np.ndarray) -> np.ndarray:
 
 def weights_of(counts: list[int], adjusted: bool) -> np.ndarray:
     """Drawing probabilities of keys with these training counts."""
-    w = np.array(counts, dtype=float)
-    if adjusted:
-        w = good_turing(w.astype(int))
+    w = good_turing(np.array(counts)) if adjusted else np.array(counts, dtype=float)
     return w / w.sum()
 
 
@@ -158,14 +155,11 @@ def realism(tree, test_records: list[dict], generated: list[dict], train_records
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    dataset = args[0] if args else "vermont"
+    dataset, model, train_records, test_records, _ = quality_run(__doc__, argv)
     if dataset not in GENERATORS:
         sys.exit(f"no key-level generator for {dataset!r}; one of {', '.join(GENERATORS)}")
     label, generate = GENERATORS[dataset]
-    root = ROOT / "runs/quality" / dataset
-    train_records, test_records = ([json.loads(x) for x in (root / f).open()] for f in ("train.jsonl", "test.jsonl"))
-    tree = store.load(root / "protosynth/model").tree
+    tree = model.tree
     train, test = flatten(tree, train_records), flatten(tree, test_records)
     floors, _ = floor_over_seeds(train, test)
     print(f"{dataset}, {label}: {SETS} generated sets of {test.n_rows} rows each; DCR share minus the floor over "

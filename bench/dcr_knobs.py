@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from dcr_columns import read  # noqa: E402
 from synth import store  # noqa: E402
 from synth.eval.compare import compare_records  # noqa: E402
 from synth.eval.features import flatten  # noqa: E402
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     root = a.runs / a.dataset
     model = store.load(a.model or root / "protosynth/model")
     tree = model.tree
-    train_records, val_records = ([json.loads(x) for x in (root / f).open()] for f in ("train.jsonl", "validation.jsonl"))
+    train_records, val_records = (read(root / f) for f in ("train.jsonl", "validation.jsonl"))
     train, val = flatten(tree, train_records), flatten(tree, val_records)
     floor = [dcr_floor(train, val, seed=s)["share"] for s in range(10)]
     print(f"{a.dataset}: validation floor {np.mean(floor):.3f} +- {np.std(floor):.3f}; the tuner chose "
